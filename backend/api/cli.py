@@ -1,0 +1,65 @@
+"""The ``ret`` command: serve the API, validate a deployment, and (later) operate its stores."""
+
+from __future__ import annotations
+
+import orjson
+import typer
+
+from api.core.config import SettingsError, get_settings
+
+app = typer.Typer(help="RET v4 backend: serve and operate the Resource Extraction Tool API.")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(DEFAULT_HOST, help="Interface to bind."),
+    port: int = typer.Option(DEFAULT_PORT, help="TCP port."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (they share the SQLite stores)."),
+    reload: bool = typer.Option(False, help="Restart on code changes (development only)."),
+) -> None:
+    """Run the API with uvicorn."""
+    import uvicorn
+
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"RET API on http://{host}:{port} — docs at http://{host}:{port}/docs")
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=None if reload else workers,
+        reload=reload,
+        access_log=False,  # RequestContextMiddleware writes one line per request.
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def validate(
+    json_output: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Check this deployment end to end; exit 1 if any check fails."""
+    from api.services import system_check
+
+    results = system_check.run_checks()
+    if json_output:
+        typer.echo(orjson.dumps(system_check.render_json(results), option=orjson.OPT_INDENT_2).decode())
+    else:
+        typer.echo(system_check.render_text(results))
+    raise typer.Exit(0 if all(result.ok for result in results) else 1)
+
+
+def main() -> None:
+    """Entry point of the ``ret`` console script and ``python -m api``."""
+    app(prog_name="ret")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Application settings: the one place that reads the environment.
+
+Every setting has an environment variable of the same name (case-insensitive) and may also come from
+``backend/.env``. Relative paths resolve against the backend directory, never the caller's working
+directory, so ``make run`` and ``uvicorn api.main:app`` started from ``backend/`` use the same files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+BACKEND_DIR = Path(__file__).resolve().parents[2]
+ENV_FILE = BACKEND_DIR / ".env"
+DEV_SECRET_FILENAME = "jwt_secret.key"  # noqa: S105 - a file name, not a secret
+MIN_SECRET_LENGTH = 32
+# Values copied from examples and tutorials; a production deployment must never run with one.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "change_me", "secret", "your-secret-key", "placeholder"}
+)
+IGNORED_VARIABLES = ("REDIS_URL",)
+SQLITE_URL_PREFIX = "sqlite:///"
+
+Environment = Literal["development", "production", "testing"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class SettingsError(RuntimeError):
+    """The configuration is invalid; the message names the setting(s) at fault."""
+
+
+class Settings(BaseSettings):
+    """Every configurable value of the service, validated at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    env: Environment = "development"
+    log_level: LogLevel = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    ret_runtime_root: Path = Path("./runtime")
+    ret_session_db: Path = Path("./runtime/ret_session.db")
+    ret_session_db_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    session_cache_max_size: int = Field(default=1000, ge=0)
+    session_cache_ttl_seconds: float = Field(default=3600, gt=0, allow_inf_nan=False)
+    session_cache_max_value_bytes: int = Field(default=1024 * 1024, gt=0)
+    session_cache_purge_interval_seconds: float = Field(default=60, gt=0, allow_inf_nan=False)
+
+    database_url: str = SQLITE_URL_PREFIX + "./runtime/ret.db"
+    jwt_secret_key: SecretStr | None = None
+
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("ret_runtime_root", "ret_session_db", mode="after")
+    @classmethod
+    def _resolve_path(cls, value: Path) -> Path:
+        return resolve_backend_path(value)
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _resolve_sqlite_url(cls, value: str) -> str:
+        if not value.startswith(SQLITE_URL_PREFIX) or value == SQLITE_URL_PREFIX + ":memory:":
+            return value
+        path = resolve_backend_path(Path(value.removeprefix(SQLITE_URL_PREFIX)))
+        return SQLITE_URL_PREFIX + str(path)
+
+    @model_validator(mode="after")
+    def _production_needs_real_secret(self) -> Settings:
+        if self.env == "production" and not is_usable_secret(self.jwt_secret_key):
+            raise ValueError(
+                "JWT_SECRET_KEY must be set to a random value of at least "
+                f"{MIN_SECRET_LENGTH} characters in production (it is missing or a placeholder)"
+            )
+        return self
+
+
+def resolve_backend_path(path: Path) -> Path:
+    """Return ``path`` made absolute against the backend directory (``~`` expanded)."""
+    path = path.expanduser()
+    return path if path.is_absolute() else (BACKEND_DIR / path).resolve()
+
+
+def is_usable_secret(secret: SecretStr | None) -> bool:
+    """True when ``secret`` is long enough and not a well-known placeholder."""
+    if secret is None:
+        return False
+    value = secret.get_secret_value()
+    return len(value) >= MIN_SECRET_LENGTH and value.strip().lower() not in PLACEHOLDER_SECRETS
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment and ``backend/.env``, plus explicit overrides.
+
+    Raises:
+        SettingsError: a value is invalid; the message names each bad setting in upper case.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per invalid setting, named as its environment variable."""
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]).upper() or "SETTINGS"
+        lines.append(f"{name}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once. Tests pass their own to ``create_app``."""
+    return load_settings()
+
+
+def resolve_jwt_secret(settings: Settings) -> SecretStr:
+    """The signing key: the configured one, or in development/testing one kept under the runtime root.
+
+    The generated key is written once with mode 0600 and reused by every process and restart, so
+    tokens stay valid across workers.
+    """
+    if is_usable_secret(settings.jwt_secret_key):
+        assert settings.jwt_secret_key is not None
+        return settings.jwt_secret_key
+    if settings.env == "production":
+        raise SettingsError("JWT_SECRET_KEY: missing or a placeholder in production")
+    path = settings.ret_runtime_root / DEV_SECRET_FILENAME
+    if not path.exists():
+        _write_new_secret(path)
+    return SecretStr(path.read_text(encoding="utf-8").strip())
+
+
+def _write_new_secret(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: when several workers start at once, exactly one writes the key; the rest read it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    logger.warning("JWT_SECRET_KEY not set: generated a development key at %s", path)
+
+
+def warn_ignored_variables() -> list[str]:
+    """Log one warning per obsolete variable present in the environment; return their names."""
+    present = [name for name in IGNORED_VARIABLES if name in os.environ]
+    for name in present:
+        logger.warning(
+            "%s is set but ignored: ephemeral state lives in the embedded SQLite session store "
+            "(RET_SESSION_DB)",
+            name,
+        )
+    return present
