@@ -5,9 +5,13 @@ from __future__ import annotations
 import orjson
 import typer
 
+from api.commands import cache, db, users
 from api.core.config import SettingsError, get_settings
 
 app = typer.Typer(help="RET v4 backend: serve and operate the Resource Extraction Tool API.")
+app.add_typer(cache.app, name="cache")
+app.add_typer(db.app, name="db")
+app.add_typer(users.app, name="users")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000

@@ -5,10 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
 
+from api.core.cache_contract import CacheBackend
 from api.core.config import Settings
+from api.errors import ForbiddenError
 from api.resources import AppResources
+from api.services.auth_service import AuthService, InvalidAccessTokenError, Principal, RequestMeta
 from api.services.health_service import ReadinessProbe
+from api.services.user_service import UserService
+
+# The OAuth2 password flow makes the Authorize button in /docs log in through /api/auth/login.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/login", auto_error=False)
 
 
 def get_resources(request: Request) -> AppResources:
@@ -30,5 +38,51 @@ def get_readiness_probes(resources: ResourcesDep) -> dict[str, ReadinessProbe]:
     return resources.readiness_probes
 
 
+def get_cache(resources: ResourcesDep) -> CacheBackend:
+    return resources.session_cache
+
+
+def get_auth_service(resources: ResourcesDep) -> AuthService:
+    return resources.auth
+
+
+def get_user_service(resources: ResourcesDep) -> UserService:
+    return resources.users
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ReadinessProbesDep = Annotated[dict[str, ReadinessProbe], Depends(get_readiness_probes)]
+CacheDep = Annotated[CacheBackend, Depends(get_cache)]
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+UserServiceDep = Annotated[UserService, Depends(get_user_service)]
+BearerTokenDep = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+def get_request_meta(request: Request) -> RequestMeta:
+    """Client address, user agent and request id, for audit entries."""
+    client = request.client.host if request.client else None
+    request_id = getattr(request.state, "request_id", None)
+    return RequestMeta(ip=client, user_agent=request.headers.get("user-agent"), request_id=request_id)
+
+
+RequestMetaDep = Annotated[RequestMeta, Depends(get_request_meta)]
+
+
+def get_current_user(token: BearerTokenDep, auth: AuthServiceDep) -> Principal:
+    """The caller, from a valid access token whose login session and account are still live."""
+    if not token:
+        raise InvalidAccessTokenError("Not authenticated: send an access token as 'Authorization: Bearer …'")
+    return auth.authenticate(token)
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_user)]
+
+
+def get_admin_user(user: CurrentUser) -> Principal:
+    """The caller, who must be an admin."""
+    if not user.is_admin:
+        raise ForbiddenError("This needs the admin role")
+    return user
+
+
+AdminUser = Annotated[Principal, Depends(get_admin_user)]

@@ -51,6 +51,10 @@ class UnauthorizedError(AppError):
     status_code = 401
     code = "not_authenticated"
 
+    def __init__(self, detail: str, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kwargs)
+
 
 class ForbiddenError(AppError):
     status_code = 403

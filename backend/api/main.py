@@ -6,42 +6,51 @@ every long-lived resource and closes it on shutdown.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 
 from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from api.core.config import Settings, get_settings, resolve_jwt_secret, warn_ignored_variables
+from api.core.config import Settings, get_settings
 from api.core.logging import configure_logging
-from api.errors import install_error_handlers
+from api.core.session_cache import install_session_cache
+from api.errors import AppError, install_error_handlers
 from api.middleware.request_context import RequestContextMiddleware
 from api.middleware.security_headers import SecurityHeadersMiddleware
-from api.resources import AppResources
-from api.routers import health_router
-from api.services.health_service import check_directory_writable
+from api.resources import AppResources, build_resources, close_resources
+from api.routers import admin_router, auth_router, health_router
+from api.services.cache_maintenance import purge_periodically
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api"
-RUNTIME_SUBDIRECTORIES = ("sessions",)
 
 
-def build_resources(settings: Settings) -> AppResources:
-    """Create the runtime directories and every long-lived resource, failing with a named cause."""
-    root = settings.ret_runtime_root
+def bootstrap_first_admin(resources: AppResources) -> None:
+    """With no users yet: create the admin (development prints a generated password once)."""
+    settings = resources.settings
+    if settings.env == "testing":
+        return
+    configured = settings.ret_admin_password.get_secret_value() if settings.ret_admin_password else None
+    if configured is None and settings.env == "production":
+        if not resources.users.list_users(0, 1):
+            logger.warning("no users yet: create an admin with `ret users create NAME --admin`")
+        return
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        for name in RUNTIME_SUBDIRECTORIES:
-            (root / name).mkdir(exist_ok=True)
-    except OSError as exc:
-        raise RuntimeError(f"RET_RUNTIME_ROOT {root} cannot be created: {exc}") from exc
-    warn_ignored_variables()
-    resources = AppResources(settings=settings, jwt_secret=resolve_jwt_secret(settings))
-    resources.readiness_probes["runtime_root"] = partial(check_directory_writable, root)
-    return resources
+        generated = resources.users.bootstrap_admin(settings.ret_admin_username, configured)
+    except AppError as exc:
+        raise RuntimeError(f"RET_ADMIN_USERNAME/RET_ADMIN_PASSWORD: {exc.detail}") from exc
+    if generated:
+        # Printed, never logged: the password must not end up in log files.
+        print(
+            f"\n  First admin created: username {settings.ret_admin_username!r}, password {generated}\n"
+            "  (shown once; change it with POST /api/auth/password)\n",
+            flush=True,
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,11 +60,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.resources = build_resources(settings)
-        logger.info("RET API ready (env=%s, runtime root %s)", settings.env, settings.ret_runtime_root)
+        resources = build_resources(settings)
+        app.state.resources = resources
+        install_session_cache(resources.session_cache)
+        purge = asyncio.create_task(
+            purge_periodically(resources.session_cache, settings.session_cache_purge_interval_seconds)
+        )
         try:
+            bootstrap_first_admin(resources)
+            logger.info("RET API ready (env=%s, runtime root %s)", settings.env, settings.ret_runtime_root)
             yield
         finally:
+            purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purge
+            install_session_cache(None)
+            close_resources(resources)
             del app.state.resources
 
     app = FastAPI(
@@ -69,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(health_router.router)
+    api.include_router(auth_router.router)
+    api.include_router(admin_router.router)
     app.include_router(api)
     # Added innermost first: request context ends up outermost (DESIGN.md §5).
     if settings.cors_origins:

@@ -1,13 +1,33 @@
-"""The long-lived resources of one app instance, built by ``create_app()``'s lifespan."""
+"""The long-lived resources of one app instance, built by ``create_app()``'s lifespan.
+
+``build_resources`` opens them in order and, if one fails, closes what was already open and raises
+a ``RuntimeError`` naming the setting behind the failure. ``close_resources`` closes them all; a
+failure in one close never stops the others.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 
 from pydantic import SecretStr
 
-from api.core.config import Settings
-from api.services.health_service import ReadinessProbe
+from api.core.cache_contract import CacheBackend, SessionCacheError
+from api.core.config import Settings, resolve_jwt_secret, warn_ignored_variables
+from api.core.database import Database, DatabaseError, open_database
+from api.core.security import AccessTokens, PasswordHashing
+from api.core.session_cache import build_cache
+from api.services.auth_service import AuthService
+from api.services.cache_maintenance import probe_session_store
+from api.services.health_service import ReadinessProbe, check_directory_writable
+from api.services.user_service import UserService
+
+logger = logging.getLogger(__name__)
+
+RUNTIME_SUBDIRECTORIES = ("sessions",)
 
 
 @dataclass(slots=True)
@@ -16,4 +36,82 @@ class AppResources:
 
     settings: Settings
     jwt_secret: SecretStr
+    session_cache: CacheBackend
+    database: Database
+    access_tokens: AccessTokens
+    auth: AuthService
+    users: UserService
+    closers: ExitStack = field(default_factory=ExitStack)
     readiness_probes: dict[str, ReadinessProbe] = field(default_factory=dict)
+
+
+def build_resources(settings: Settings) -> AppResources:
+    """Create the runtime directories and open every long-lived resource."""
+    _make_runtime_directories(settings)
+    warn_ignored_variables()
+    with ExitStack() as stack:
+        cache = _open_session_cache(settings)
+        stack.callback(_closing, "session cache", cache.close)
+        database = _open_record_store(settings)
+        stack.callback(_closing, "record store", database.dispose)
+        secret = resolve_jwt_secret(settings)
+        tokens = AccessTokens(
+            secret.get_secret_value(),
+            settings.jwt_issuer,
+            settings.jwt_audience,
+            settings.access_token_expire_seconds,
+        )
+        hashing = PasswordHashing(settings.password_hash_time_cost, settings.password_hash_memory_kib)
+        auth = AuthService(database, cache, tokens, hashing, settings)
+        resources = AppResources(
+            settings=settings,
+            jwt_secret=secret,
+            session_cache=cache,
+            database=database,
+            access_tokens=tokens,
+            auth=auth,
+            users=UserService(database, auth),
+            closers=stack.pop_all(),
+        )
+    resources.readiness_probes.update(
+        runtime_root=partial(check_directory_writable, settings.ret_runtime_root),
+        session_store=partial(probe_session_store, cache),
+        record_store=database.ping,
+    )
+    return resources
+
+
+def close_resources(resources: AppResources) -> None:
+    """Close every resource, newest first."""
+    resources.closers.close()
+
+
+def _closing(name: str, close: Callable[[], object]) -> None:
+    try:
+        close()
+    except Exception:
+        logger.exception("closing the %s failed; continuing with the rest", name)
+
+
+def _make_runtime_directories(settings: Settings) -> None:
+    root = settings.ret_runtime_root
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for name in RUNTIME_SUBDIRECTORIES:
+            (root / name).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise RuntimeError(f"RET_RUNTIME_ROOT {root} cannot be created: {exc}") from exc
+
+
+def _open_session_cache(settings: Settings) -> CacheBackend:
+    try:
+        return build_cache(settings)
+    except SessionCacheError as exc:
+        raise RuntimeError(f"RET_SESSION_DB: {exc}") from exc
+
+
+def _open_record_store(settings: Settings) -> Database:
+    try:
+        return open_database(settings)
+    except DatabaseError as exc:
+        raise RuntimeError(f"DATABASE_URL: {exc}") from exc

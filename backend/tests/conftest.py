@@ -34,6 +34,8 @@ def make_settings(root: Path, **overrides: object) -> Settings:
         "ret_session_db": root / "runtime" / "ret_session.db",
         "database_url": f"sqlite:///{root / 'runtime' / 'ret.db'}",
         "jwt_secret_key": TEST_SECRET,
+        "password_hash_time_cost": 1,
+        "password_hash_memory_kib": 1024,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -53,3 +55,36 @@ def app(settings: Settings) -> FastAPI:
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+PASSWORD = "correct-horse-battery"
+
+
+class UserFactory:
+    """Creates users through the app's own service and logs them in over HTTP."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        self.count = 0
+
+    def create(self, username: str | None = None, *, role: str = "user", password: str = PASSWORD) -> int:
+        self.count += 1
+        username = username or f"user{self.count}"
+        resources = self.client.app.state.resources  # type: ignore[attr-defined]
+        return int(resources.users.create_user(username, password, role).id)
+
+    def login(self, username: str, password: str = PASSWORD) -> dict[str, str]:
+        response = self.client.post("/api/auth/login", json={"username": username, "password": password})
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+def users(client: TestClient) -> UserFactory:
+    return UserFactory(client)
+
+
+@pytest.fixture
+def auth_headers(users: UserFactory) -> dict[str, str]:
+    users.create("alice")
+    return users.login("alice")

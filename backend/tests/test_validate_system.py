@@ -52,3 +52,24 @@ def test_ret_validate_json_output(tmp_path: Path) -> None:
     checks = json.loads(result.stdout)
     assert {check["name"] for check in checks} >= {"python version", "settings load"}
     assert all(check["ok"] for check in checks)
+
+
+def test_script_exits_1_naming_the_session_cache_when_its_database_is_corrupt(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"definitely not sqlite" * 200)
+    result = _run([sys.executable, str(SCRIPT)], tmp_path, RET_SESSION_DB=str(corrupt))
+    assert result.returncode == 1
+    assert "❌ session cache" in result.stdout
+    assert str(corrupt) in result.stdout
+
+
+def test_validation_leaves_no_keys_behind(tmp_path: Path) -> None:
+    import sqlite3
+
+    result = _run([sys.executable, str(SCRIPT)], tmp_path)
+    assert result.returncode == 0, result.stdout
+    database = sqlite3.connect(tmp_path / "runtime" / "ret_session.db")
+    try:
+        assert database.execute("SELECT COUNT(*) FROM session_cache").fetchone() == (0,)
+    finally:
+        database.close()

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
 
     ret_runtime_root: Path = Path("./runtime")
     ret_session_db: Path = Path("./runtime/ret_session.db")
+    # sqlite: the embedded default; memory: one process, nothing kept (tests only).
+    ret_session_backend: Literal["sqlite", "memory"] = "sqlite"
     ret_session_db_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     session_cache_max_size: int = Field(default=1000, ge=0)
     session_cache_ttl_seconds: float = Field(default=3600, gt=0, allow_inf_nan=False)
@@ -59,6 +61,18 @@ class Settings(BaseSettings):
 
     database_url: str = SQLITE_URL_PREFIX + "./runtime/ret.db"
     jwt_secret_key: SecretStr | None = None
+    jwt_issuer: str = "ret-api"
+    jwt_audience: str = "ret-clients"
+    access_token_expire_seconds: int = Field(default=15 * 60, gt=0, le=24 * 3600)
+    # A login session ends after this much inactivity, and in any case after the absolute cap.
+    login_session_idle_seconds: int = Field(default=3600, gt=0)
+    login_session_max_seconds: int = Field(default=12 * 3600, gt=0)
+    password_min_length: int = Field(default=10, ge=8, le=128)
+    # argon2id cost; lower only in tests (OWASP's minimum is time 2 with 19 MiB).
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    password_hash_memory_kib: int = Field(default=64 * 1024, ge=64)
+    ret_admin_username: str = "admin"
+    ret_admin_password: SecretStr | None = None
 
     cors_origins: list[str] = Field(default_factory=list)
 

@@ -8,11 +8,14 @@ as failed) when the settings do not load.
 from __future__ import annotations
 
 import sys
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 
 from api.core.config import Settings, SettingsError, load_settings
+from api.core.session_cache import SessionCache
 from api.services.health_service import check_directory_writable
 
 MIN_PYTHON = (3, 11)
@@ -59,6 +62,43 @@ def check_runtime_root(settings: Settings) -> str:
     return f"{root} is writable"
 
 
+def check_session_cache(settings: Settings) -> str:
+    """Write, read, expire, delete and prefix-clear throwaway keys on the configured store."""
+    clock = _SteppedClock()
+    cache = SessionCache.from_settings(settings, clock=clock)
+    prefix = f"validate:{uuid.uuid4().hex}:"
+    try:
+        cache.set(prefix + "value", {"ok": True}, ttl_seconds=60)
+        cache.set(prefix + "short", "expires", ttl_seconds=1)
+        if cache.get(prefix + "value") != {"ok": True}:
+            raise CheckFailed("a value written could not be read back")
+        clock.advance(2)
+        if cache.get(prefix + "short") is not None:
+            raise CheckFailed("an expired entry was returned")
+        if not cache.delete(prefix + "value"):
+            raise CheckFailed("delete did not find the entry just written")
+        cache.set_many({prefix + "a": 1, prefix + "b": 2})
+        if cache.clear_pattern(prefix) != 2 or cache.keys(prefix):
+            raise CheckFailed("prefix clear left entries behind")
+    finally:
+        cache.clear_pattern(prefix)
+        cache.close()
+    return f"read/write/TTL/delete/prefix clear ok on {settings.ret_session_db}"
+
+
+class _SteppedClock:
+    """Wall-clock time plus an offset, so TTL expiry is checked without sleeping."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
 def check_app_health(settings: Settings) -> str:
     # Imported here: the app (and its test client) is only needed by this check.
     from fastapi.testclient import TestClient
@@ -75,6 +115,7 @@ def check_app_health(settings: Settings) -> str:
 SETTINGS_CHECKS: list[tuple[str, SettingsCheck]] = [
     ("required settings", check_required_settings),
     ("runtime root writable", check_runtime_root),
+    ("session cache", check_session_cache),
     ("app answers /api/health", check_app_health),
 ]
 

@@ -1,0 +1,1 @@
+"""Sub-command groups of the ``ret`` command line (one module per group)."""

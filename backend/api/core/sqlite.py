@@ -1,0 +1,138 @@
+"""SQLite connections for the embedded stores: pragmas, per-thread connections, fork safety.
+
+Every store that lives in an SQLite file (the session cache, the rate limiter) opens its connections
+here so they share one set of pragmas and one rule: a connection is used only by the thread and the
+process that opened it, and never across ``fork()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+logger = logging.getLogger(__name__)
+
+Synchronous = Literal["NORMAL", "FULL"]
+# Writers wait for each other this long before "database is locked" can surface; with BEGIN
+# IMMEDIATE for every read-then-write, waiting is the only way contention shows.
+BUSY_TIMEOUT_SECONDS = 30.0
+STATEMENT_CACHE_SIZE = 256
+
+
+class SQLiteStoreError(RuntimeError):
+    """An SQLite file cannot be opened or used; the message names the path."""
+
+
+def open_connection(path: Path, synchronous: Synchronous = "NORMAL") -> sqlite3.Connection:
+    """Open ``path`` in autocommit mode with WAL and the given durability.
+
+    Raises:
+        SQLiteStoreError: the file cannot be opened, is not a database, or refuses WAL mode.
+    """
+    try:
+        connection = sqlite3.connect(
+            str(path),
+            timeout=BUSY_TIMEOUT_SECONDS,
+            isolation_level=None,
+            check_same_thread=False,  # only ``close()`` crosses threads
+            cached_statements=STATEMENT_CACHE_SIZE,
+        )
+    except sqlite3.Error as exc:
+        raise SQLiteStoreError(f"cannot open SQLite database {path}: {exc}") from exc
+    try:
+        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise SQLiteStoreError(f"{path}: WAL mode refused (journal_mode={mode}); use a local disk")
+        connection.execute(f"PRAGMA synchronous={synchronous}")
+        connection.execute("PRAGMA temp_store=MEMORY")
+    except sqlite3.Error as exc:
+        connection.close()
+        raise SQLiteStoreError(f"cannot use SQLite database {path}: {exc}") from exc
+    return connection
+
+
+@contextmanager
+def immediate_transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``: take the write lock up front so read-then-write is atomic
+    across processes and never fails with a lock upgrade; roll back on any error."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+class ThreadConnections:
+    """One connection per thread to one database file, reopened after ``fork()``.
+
+    ``setup`` runs once per new connection (e.g. to register functions).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        synchronous: Synchronous = "NORMAL",
+        setup: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.synchronous: Synchronous = synchronous
+        self._setup = setup
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[sqlite3.Connection] = []
+        self._closed = False
+        _LIVE_POOLS.add(self)
+
+    def get(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._open()
+        return connection
+
+    def _open(self) -> sqlite3.Connection:
+        if self._closed:
+            raise SQLiteStoreError(f"{self.path}: store is closed")
+        connection = open_connection(self.path, self.synchronous)
+        if self._setup is not None:
+            self._setup(connection)
+        with self._lock:
+            self._opened.append(connection)
+        self._local.connection = connection
+        return connection
+
+    def close(self) -> None:
+        """Close every connection this process opened (idempotent)."""
+        with self._lock:
+            self._closed = True
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
+        self._local = threading.local()
+
+    def _forget_after_fork(self) -> None:
+        # The parent's connections (and their locks) belong to the parent: abandon them, never
+        # close or reuse them in the child.
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened = []
+
+
+_LIVE_POOLS: weakref.WeakSet[ThreadConnections] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_LIVE_POOLS):
+        pool._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
