@@ -5,13 +5,17 @@ from __future__ import annotations
 import orjson
 import typer
 
-from api.commands import cache, db, users
+from api.commands import cache, db, jobs, ratelimit, sessions, users, worker
 from api.core.config import SettingsError, get_settings
 
 app = typer.Typer(help="RET v4 backend: serve and operate the Resource Extraction Tool API.")
 app.add_typer(cache.app, name="cache")
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
+app.add_typer(sessions.app, name="sessions")
+app.add_typer(ratelimit.app, name="ratelimit")
+app.add_typer(jobs.app, name="jobs")
+app.command()(worker.worker)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -42,6 +46,9 @@ def serve(
         reload=reload,
         access_log=False,  # RequestContextMiddleware writes one line per request.
         log_level=settings.log_level.lower(),
+        # Forwarded headers count only from RET_TRUSTED_PROXIES (uvicorn's default trusts loopback).
+        proxy_headers=bool(settings.ret_trusted_proxies),
+        forwarded_allow_ips=settings.ret_trusted_proxies,
     )
 
 

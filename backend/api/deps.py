@@ -12,8 +12,14 @@ from api.core.config import Settings
 from api.errors import ForbiddenError
 from api.resources import AppResources
 from api.services.auth_service import AuthService, InvalidAccessTokenError, Principal, RequestMeta
+from api.services.conversion_jobs import ConversionJobs
 from api.services.health_service import ReadinessProbe
+from api.services.job_service import JobService
+from api.services.rate_limiter import RateLimiter
+from api.services.storage_service import StorageService
 from api.services.user_service import UserService
+from api.services.workspace_records import WorkspaceSession
+from api.workers.queue import JobQueue
 
 # The OAuth2 password flow makes the Authorize button in /docs log in through /api/auth/login.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/login", auto_error=False)
@@ -50,11 +56,16 @@ def get_user_service(resources: ResourcesDep) -> UserService:
     return resources.users
 
 
+def get_rate_limiter(resources: ResourcesDep) -> RateLimiter:
+    return resources.rate_limiter
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ReadinessProbesDep = Annotated[dict[str, ReadinessProbe], Depends(get_readiness_probes)]
 CacheDep = Annotated[CacheBackend, Depends(get_cache)]
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 BearerTokenDep = Annotated[str | None, Depends(oauth2_scheme)]
 
 
@@ -86,3 +97,39 @@ def get_admin_user(user: CurrentUser) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(get_admin_user)]
+
+
+def get_storage(resources: ResourcesDep) -> StorageService:
+    return resources.storage
+
+
+StorageDep = Annotated[StorageService, Depends(get_storage)]
+
+
+def get_owned_session(session_id: str, user: CurrentUser, storage: StorageDep) -> WorkspaceSession:
+    """The workspace session named in the path, if the caller owns it; anyone else gets 404."""
+    return storage.owned_session(session_id, user.user_id)
+
+
+OwnedSession = Annotated[WorkspaceSession, Depends(get_owned_session)]
+
+
+def get_job_queue(resources: ResourcesDep) -> JobQueue:
+    return resources.jobs
+
+
+JobQueueDep = Annotated[JobQueue, Depends(get_job_queue)]
+
+
+def get_job_service(queue: JobQueueDep) -> JobService:
+    return JobService(queue)
+
+
+JobServiceDep = Annotated[JobService, Depends(get_job_service)]
+
+
+def get_conversion_jobs(queue: JobQueueDep, storage: StorageDep) -> ConversionJobs:
+    return ConversionJobs(queue, storage)
+
+
+ConversionJobsDep = Annotated[ConversionJobs, Depends(get_conversion_jobs)]

@@ -6,8 +6,6 @@ every long-lived resource and closes it on shutdown.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,11 +17,18 @@ from api.core.config import Settings, get_settings
 from api.core.logging import configure_logging
 from api.core.session_cache import install_session_cache
 from api.errors import AppError, install_error_handlers
+from api.middleware.rate_limit import RateLimitMiddleware
 from api.middleware.request_context import RequestContextMiddleware
 from api.middleware.security_headers import SecurityHeadersMiddleware
 from api.resources import AppResources, build_resources, close_resources
-from api.routers import admin_router, auth_router, health_router
-from api.services.cache_maintenance import purge_periodically
+from api.routers import (
+    admin_router,
+    auth_router,
+    conversions_router,
+    health_router,
+    jobs_router,
+    sessions_router,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +58,9 @@ def bootstrap_first_admin(resources: AppResources) -> None:
         )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API. ``settings`` defaults to the process-wide settings from the environment."""
+def create_app(settings: Settings | None = None, *, first_admin: bool = True) -> FastAPI:
+    """Build the API. ``settings`` defaults to the process-wide settings from the environment;
+    ``first_admin=False`` skips creating the first admin (for in-process checks)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
 
@@ -63,17 +69,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resources = build_resources(settings)
         app.state.resources = resources
         install_session_cache(resources.session_cache)
-        purge = asyncio.create_task(
-            purge_periodically(resources.session_cache, settings.session_cache_purge_interval_seconds)
-        )
         try:
-            bootstrap_first_admin(resources)
-            logger.info("RET API ready (env=%s, runtime root %s)", settings.env, settings.ret_runtime_root)
-            yield
+            # Job workers and the periodic scheduler (housekeeping once per interval across processes).
+            async with resources.job_workers.running(resources.periodic_tasks):
+                if first_admin:
+                    bootstrap_first_admin(resources)
+                logger.info(
+                    "RET API ready (env=%s, runtime root %s)", settings.env, settings.ret_runtime_root
+                )
+                yield
         finally:
-            purge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purge
             install_session_cache(None)
             close_resources(resources)
             del app.state.resources
@@ -91,8 +96,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(health_router.router)
     api.include_router(auth_router.router)
     api.include_router(admin_router.router)
+    api.include_router(sessions_router.router)
+    api.include_router(jobs_router.router)
+    api.include_router(conversions_router.router)
     app.include_router(api)
     # Added innermost first: request context ends up outermost (DESIGN.md §5).
+    if settings.rate_limit_enabled:
+        app.add_middleware(RateLimitMiddleware, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -16,14 +16,22 @@ from functools import partial
 from pydantic import SecretStr
 
 from api.core.cache_contract import CacheBackend, SessionCacheError
-from api.core.config import Settings, resolve_jwt_secret, warn_ignored_variables
+from api.core.config import Settings, resolve_jwt_secret, warn_ignored_variables, workspace_idle_ttl
 from api.core.database import Database, DatabaseError, open_database
 from api.core.security import AccessTokens, PasswordHashing
 from api.core.session_cache import build_cache
 from api.services.auth_service import AuthService
 from api.services.cache_maintenance import probe_session_store
 from api.services.health_service import ReadinessProbe, check_directory_writable
+from api.services.login_throttle import LoginThrottle
+from api.services.maintenance import PeriodicTask
+from api.services.rate_limiter import AccessTokenVerifier, RateLimiter, build_rate_limiter
+from api.services.storage_service import StorageLimits, StorageService
+from api.services.upload_budget import UploadByteBudget
 from api.services.user_service import UserService
+from api.workers.queue import JobQueue, QueueDefaults
+from api.workers.registry import load_task_modules
+from api.workers.runtime import JobWorkers, build_job_workers
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +49,16 @@ class AppResources:
     access_tokens: AccessTokens
     auth: AuthService
     users: UserService
+    rate_limiter: RateLimiter
+    storage: StorageService
+    jobs: JobQueue
+    job_workers: JobWorkers
     closers: ExitStack = field(default_factory=ExitStack)
     readiness_probes: dict[str, ReadinessProbe] = field(default_factory=dict)
+    periodic_tasks: list[PeriodicTask] = field(default_factory=list)
+    # Rate-limit identity: the user id of a valid, verified access token (None: count by address).
+    # Called on the event loop for every request with a bearer token: signature and expiry only.
+    verify_access_token: AccessTokenVerifier | None = None
 
 
 def build_resources(settings: Settings) -> AppResources:
@@ -54,6 +70,8 @@ def build_resources(settings: Settings) -> AppResources:
         stack.callback(_closing, "session cache", cache.close)
         database = _open_record_store(settings)
         stack.callback(_closing, "record store", database.dispose)
+        limiter = build_rate_limiter(settings)
+        stack.callback(_closing, "rate limiter", limiter.close)
         secret = resolve_jwt_secret(settings)
         tokens = AccessTokens(
             secret.get_secret_value(),
@@ -63,6 +81,15 @@ def build_resources(settings: Settings) -> AppResources:
         )
         hashing = PasswordHashing(settings.password_hash_time_cost, settings.password_hash_memory_kib)
         auth = AuthService(database, cache, tokens, hashing, settings)
+        auth.login_throttle = LoginThrottle(
+            limiter, settings.login_attempts_per_user_ip, settings.login_attempts_per_ip
+        )
+        storage = build_storage(settings, cache)
+        storage.upload_budget = UploadByteBudget(limiter, settings.upload_bytes_per_hour)
+        auth.user_cleanups.append(storage.cleanup_user_sessions)
+        jobs = _open_job_queue(settings, database)
+        job_workers = build_job_workers(settings, database, jobs)
+        stack.callback(_closing, "job workers", job_workers.stop)
         resources = AppResources(
             settings=settings,
             jwt_secret=secret,
@@ -71,14 +98,36 @@ def build_resources(settings: Settings) -> AppResources:
             access_tokens=tokens,
             auth=auth,
             users=UserService(database, auth),
+            rate_limiter=limiter,
+            storage=storage,
+            jobs=jobs,
+            job_workers=job_workers,
             closers=stack.pop_all(),
+            verify_access_token=tokens.user_id_of,
         )
     resources.readiness_probes.update(
         runtime_root=partial(check_directory_writable, settings.ret_runtime_root),
         session_store=partial(probe_session_store, cache),
         record_store=database.ping,
     )
+    interval = settings.session_cache_purge_interval_seconds
+    resources.periodic_tasks += [
+        PeriodicTask("session cache purge", interval, cache.purge_expired),
+        PeriodicTask("rate-limit bucket purge", interval, limiter.purge_expired),
+        PeriodicTask("workspace session sweep", interval, storage.sweep_expired),
+        PeriodicTask("job pruning", settings.jobs_prune_interval_seconds, jobs.prune),
+    ]
     return resources
+
+
+def build_storage(settings: Settings, cache: CacheBackend) -> StorageService:
+    limits = StorageLimits(
+        max_upload_bytes=settings.max_upload_bytes,
+        user_quota_bytes=settings.user_quota_bytes,
+        max_sessions_per_user=settings.max_sessions_per_user,
+        orphan_grace_seconds=settings.orphan_grace_seconds,
+    )
+    return StorageService(cache, settings.ret_runtime_root, workspace_idle_ttl(settings), limits)
 
 
 def close_resources(resources: AppResources) -> None:
@@ -108,6 +157,14 @@ def _open_session_cache(settings: Settings) -> CacheBackend:
         return build_cache(settings)
     except SessionCacheError as exc:
         raise RuntimeError(f"RET_SESSION_DB: {exc}") from exc
+
+
+def _open_job_queue(settings: Settings, database: Database) -> JobQueue:
+    try:
+        load_task_modules(settings.jobs_task_modules)
+    except ImportError as exc:
+        raise RuntimeError(f"JOBS_TASK_MODULES: {exc}") from exc
+    return JobQueue(database, defaults=QueueDefaults.from_settings(settings))
 
 
 def _open_record_store(settings: Settings) -> Database:

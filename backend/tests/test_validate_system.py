@@ -73,3 +73,30 @@ def test_validation_leaves_no_keys_behind(tmp_path: Path) -> None:
         assert database.execute("SELECT COUNT(*) FROM session_cache").fetchone() == (0,)
     finally:
         database.close()
+
+
+def test_validation_creates_no_lasting_user(tmp_path: Path) -> None:
+    import sqlite3
+
+    result = _run([sys.executable, str(SCRIPT)], tmp_path, ENV="development")
+    assert result.returncode == 0, result.stdout
+    assert "✅ auth round trip" in result.stdout
+    assert "First admin" not in result.stdout
+    database = sqlite3.connect(tmp_path / "runtime" / "ret.db")
+    try:
+        assert database.execute("SELECT COUNT(*) FROM users").fetchone() == (0,)
+    finally:
+        database.close()
+
+
+def test_validation_runs_a_job_round_trip_and_removes_the_job(tmp_path: Path) -> None:
+    import sqlite3
+
+    result = _run([sys.executable, str(SCRIPT)], tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert "✅ job round trip: system.noop job submitted, run and succeeded" in result.stdout
+    database = sqlite3.connect(tmp_path / "runtime" / "ret.db")
+    try:
+        assert database.execute("SELECT COUNT(*) FROM jobs").fetchone() == (0,)
+    finally:
+        database.close()

@@ -33,8 +33,15 @@ def validate_key(key: object) -> str:
         raise TypeError(f"cache keys must be str, not {type(key).__name__}")
     if not key:
         raise ValueError("cache keys must not be empty")
-    if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise ValueError(f"cache key is longer than {MAX_KEY_BYTES} UTF-8 bytes: {key[:40]!r}...")
+    # Only long or non-ASCII keys need encoding (``isascii`` is a flag check): a lone surrogate has
+    # no UTF-8 form, so SQLite would refuse such a key where the memory backend would keep it.
+    if len(key) * 4 > MAX_KEY_BYTES or not key.isascii():
+        try:
+            size = len(key.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError(f"cache key is not valid Unicode (lone surrogate): {key[:40]!r}") from None
+        if size > MAX_KEY_BYTES:
+            raise ValueError(f"cache key is longer than {MAX_KEY_BYTES} UTF-8 bytes: {key[:40]!r}...")
     return key
 
 

@@ -11,8 +11,11 @@ Semantics shared by every backend:
   with the same type and value (a tuple comes back as a list). A returned value is a copy.
 - Every entry expires. ``ttl_seconds=None`` means the backend's default TTL; a TTL that is ≤ 0, NaN
   or infinite raises ``ValueError``. An entry whose expiry time is ≤ now is never returned.
-- Errors: ``TypeError`` for a value of the wrong type, ``ValueError`` for a bad key, TTL, size or
-  non-finite float; ``SessionCacheError`` when the storage itself fails.
+- Errors: ``TypeError`` for a key or value of the wrong type, ``ValueError`` for a bad key (empty,
+  too long, not encodable as UTF-8), TTL, size or non-finite float; ``SessionCacheError`` when the
+  storage itself fails.
+- ``stats()`` has the same keys on every backend: ``hits_l1``, ``hits_l2``, ``misses``, ``sets``,
+  ``deletes``, ``l1_evictions``, ``expired_purged``, ``l1_size``, ``entries``.
 """
 
 from __future__ import annotations

@@ -12,10 +12,20 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from api.core import rate_limit_policy as rate_limits
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +77,9 @@ class Settings(BaseSettings):
     # A login session ends after this much inactivity, and in any case after the absolute cap.
     login_session_idle_seconds: int = Field(default=3600, gt=0)
     login_session_max_seconds: int = Field(default=12 * 3600, gt=0)
+    # Failed login attempts allowed per (username, client address) and per client address.
+    login_attempts_per_user_ip: Annotated[str, AfterValidator(rate_limits.check_policies)] = "5/15 minutes"
+    login_attempts_per_ip: Annotated[str, AfterValidator(rate_limits.check_policies)] = "50/15 minutes"
     password_min_length: int = Field(default=10, ge=8, le=128)
     # argon2id cost; lower only in tests (OWASP's minimum is time 2 with 19 MiB).
     password_hash_time_cost: int = Field(default=3, ge=1)
@@ -74,7 +87,62 @@ class Settings(BaseSettings):
     ret_admin_username: str = "admin"
     ret_admin_password: SecretStr | None = None
 
+    # Workspace sessions: idle expiry (default: SESSION_CACHE_TTL_SECONDS) and limits.
+    workspace_idle_ttl_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    user_quota_bytes: int = Field(default=5 * 1024 * 1024 * 1024, gt=0)
+    max_sessions_per_user: int = Field(default=20, gt=0)
+    upload_bytes_per_hour: int = Field(default=10 * 1024 * 1024 * 1024, gt=0)
+    # A session directory with no metadata is removed by the sweep once it is this old.
+    orphan_grace_seconds: float = Field(default=300, ge=0, allow_inf_nan=False)
+
+    # Background jobs (docs/jobs.md). Worker threads in each API process (0: none; run `ret worker`).
+    ret_worker_concurrency: int = Field(default=2, ge=0, le=256)
+    jobs_retention_days: float = Field(default=7, gt=0, allow_inf_nan=False)
+    # A running job's worker renews its lease every third of this; a job whose lease runs out is
+    # taken over by another worker (its worker died or hung).
+    jobs_lease_seconds: float = Field(default=30, ge=0.1, allow_inf_nan=False)
+    # How often an idle worker looks for jobs submitted by other processes (its own wake at once).
+    jobs_poll_interval_seconds: float = Field(default=0.05, gt=0, le=10, allow_inf_nan=False)
+    jobs_max_attempts: int = Field(default=3, ge=1, le=100)
+    # Retry n waits about base * 2**(n-1) seconds (half of it random), never more than the cap.
+    jobs_retry_backoff_seconds: float = Field(default=2, ge=0, allow_inf_nan=False)
+    jobs_retry_backoff_max_seconds: float = Field(default=600, ge=0, allow_inf_nan=False)
+    jobs_shutdown_grace_seconds: float = Field(default=30, ge=0, allow_inf_nan=False)
+    jobs_prune_interval_seconds: float = Field(default=3600, gt=0, allow_inf_nan=False)
+    # Extra modules that register tasks, imported by every process (JSON list of module names).
+    jobs_task_modules: list[str] = Field(default_factory=list)
+
+    # Conversion (docs/conversion.md): scan limits, enforced on the bytes actually extracted.
+    max_nested_zip_depth: int = Field(default=5, ge=1, le=100)
+    max_total_files: int = Field(default=20_000, gt=0)
+    max_total_bytes: int = Field(default=2 * 1024 * 1024 * 1024, gt=0)
+    max_per_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    max_compression_ratio: float = Field(default=200, gt=1, allow_inf_nan=False)
+    # Processes converting one job's files (0: one per CPU core; 1: the job's own process only).
+    conversion_processes: int = Field(default=0, ge=0, le=64)
+
     cors_origins: list[str] = Field(default_factory=list)
+
+    # Rate limiting (docs/rate-limiting.md). Policies read like "300/minute burst 60", "5/15 minutes".
+    rate_limit_enabled: bool = True
+    rate_limit_default: Annotated[str, AfterValidator(rate_limits.check_policies)] = "300/minute burst 60"
+    # Route template (optionally "METHOD /api/...") -> policies replacing the default; "" = unlimited.
+    rate_limit_rules: Annotated[dict[str, str], AfterValidator(rate_limits.check_rules)] = Field(
+        default_factory=dict
+    )
+    rate_limit_exempt_paths: Annotated[list[str], AfterValidator(rate_limits.check_exempt_paths)] = Field(
+        default_factory=lambda: list(rate_limits.DEFAULT_EXEMPT_PATHS)
+    )
+    rate_limit_on_store_error: Literal["open", "closed"] = "open"
+    rate_limit_dry_run: bool = False
+    # Proxies whose X-Forwarded-For uvicorn honours (CIDRs, comma-separated or JSON); never "*".
+    ret_trusted_proxies: Annotated[
+        list[str],
+        NoDecode,
+        BeforeValidator(rate_limits.split_networks),
+        AfterValidator(rate_limits.normalize_networks),
+    ] = Field(default_factory=list)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -102,6 +170,11 @@ class Settings(BaseSettings):
                 f"{MIN_SECRET_LENGTH} characters in production (it is missing or a placeholder)"
             )
         return self
+
+
+def workspace_idle_ttl(settings: Settings) -> float:
+    """The idle expiry of workspace sessions (``WORKSPACE_IDLE_TTL_SECONDS``, else the cache TTL)."""
+    return settings.workspace_idle_ttl_seconds or settings.session_cache_ttl_seconds
 
 
 def resolve_backend_path(path: Path) -> Path:

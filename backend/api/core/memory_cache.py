@@ -28,7 +28,10 @@ class MemoryCache:
         self._clock = clock
         self._entries: dict[str, Entry] = {}
         self._lock = threading.RLock()
-        self._counters = dict.fromkeys(("hits", "misses", "sets", "deletes", "expired_purged"), 0)
+        # The same counter names as SessionCache; a dict has no L1, so those stay 0.
+        self._counters = dict.fromkeys(
+            ("hits_l1", "hits_l2", "misses", "sets", "deletes", "l1_evictions", "expired_purged"), 0
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Callable[[], float] = time.time) -> MemoryCache:
@@ -50,7 +53,7 @@ class MemoryCache:
         codec.validate_key(key)
         with self._lock:
             entry = self._live(key, self._clock())
-            self._counters["hits" if entry else "misses"] += 1
+            self._counters["hits_l2" if entry else "misses"] += 1
         return default if entry is None else codec.decode(entry[1], entry[2])
 
     def exists(self, key: str) -> bool:

@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from api.core import cache_codec as codec
 from api.core.cache_contract import CacheBackend, SessionCacheError
@@ -72,17 +72,16 @@ CULL_EVERY_WRITES: Final = 16
 CULL_BATCH: Final = 64
 PURGE_BATCH: Final = 5000
 # Above this many keys a prefix delete invalidates every L1 at once instead of key by key.
-PER_KEY_INVALIDATION_LIMIT: Final = 4096
+PER_KEY_INVALIDATION_LIMIT: Final = 64
 GET_MANY_CHUNK: Final = 500
 
 
-class _L1Entry(NamedTuple):
-    expires_at: float
-    slot: int
-    generation: int
-    epoch: int
-    kind: int
-    payload: codec.Payload
+# An L1 entry: (expires_at, kind, payload, slot, generation, epoch). A plain tuple, not a
+# NamedTuple: it is built on every L2 read and read on every L1 hit, where attribute access and
+# construction through Python-level __new__ cost more than the read itself.
+_L1Entry = tuple[float, int, codec.Payload, int, int, int]
+# What a lookup yields: (expires_at, kind, payload), or an L1 entry (which starts the same way).
+_Found = tuple[float, int, codec.Payload] | _L1Entry
 
 
 class SessionCache:
@@ -118,7 +117,13 @@ class SessionCache:
         self.default_ttl = codec.validate_default_ttl(
             default_ttl if default_ttl is not None else _setting(defaults, "session_cache_ttl_seconds")
         )
-        self.max_value_bytes = int(max_value_bytes or _setting(defaults, "session_cache_max_value_bytes"))
+        self.max_value_bytes = int(
+            _setting(defaults, "session_cache_max_value_bytes")
+            if max_value_bytes is None
+            else max_value_bytes
+        )
+        if self.max_value_bytes <= 0:
+            raise ValueError("max_value_bytes must be > 0")
         self._clock = clock
         self._l1: OrderedDict[str, _L1Entry] = OrderedDict()
         self._lock = threading.Lock()
@@ -132,7 +137,11 @@ class SessionCache:
             self._connections = ThreadConnections(self.path, mode)
             self._migrate()
             self._generations = GenerationTable(self.path.with_name(self.path.name + "-gen"))
-        except (OSError, sqlite3.Error, SQLiteStoreError) as exc:
+        except (OSError, sqlite3.Error, SQLiteStoreError, SessionCacheError) as exc:
+            if hasattr(self, "_connections"):
+                self._connections.close()
+            if isinstance(exc, SessionCacheError):
+                raise
             raise SessionCacheError(f"session cache database {self.path} is unusable: {exc}") from exc
 
     @classmethod
@@ -161,7 +170,7 @@ class SessionCache:
 
     def get(self, key: str, default: Any = None) -> Any:
         found = self._lookup(codec.validate_key(key), self._clock())
-        return default if found is None else codec.decode(found.kind, found.payload)
+        return default if found is None else codec.decode(found[1], found[2])
 
     def exists(self, key: str) -> bool:
         return self._lookup(codec.validate_key(key), self._clock()) is not None
@@ -169,12 +178,12 @@ class SessionCache:
     def ttl(self, key: str) -> float | None:
         now = self._clock()
         found = self._lookup(codec.validate_key(key), now)
-        return None if found is None else found.expires_at - now
+        return None if found is None else found[0] - now
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         now = self._clock()
         wanted = list(dict.fromkeys(codec.validate_key(key) for key in keys))
-        found: dict[str, _L1Entry] = {}
+        found: dict[str, _Found] = {}
         missing = []
         for key in wanted:
             entry = self._l1_hit(key, now)
@@ -184,7 +193,7 @@ class SessionCache:
                 found[key] = entry
         for start in range(0, len(missing), GET_MANY_CHUNK):
             found.update(self._fetch_many(missing[start : start + GET_MANY_CHUNK], now))
-        return {key: codec.decode(found[key].kind, found[key].payload) for key in wanted if key in found}
+        return {key: codec.decode(found[key][1], found[key][2]) for key in wanted if key in found}
 
     def keys(self, prefix: str = "") -> list[str]:
         low, high = _prefix_range(codec.validate_prefix(prefix))
@@ -194,7 +203,9 @@ class SessionCache:
             sql, params = sql + " AND key < ?3", (*params, high)
         return [row[0] for row in self._execute(sql + " ORDER BY key", params)]
 
-    def _lookup(self, key: str, now: float) -> _L1Entry | None:
+    def _lookup(self, key: str, now: float) -> _Found | None:
+        if not self.max_size:
+            return self._read_l2(key, now)
         entry = self._l1_hit(key, now)
         if entry is not None:
             return entry
@@ -202,15 +213,18 @@ class SessionCache:
         slot = generations.slot_of(key)
         # Record the generations *before* reading L2 (see api.core.coherence).
         generation, epoch = generations.read(slot), generations.epoch()
-        row = self._execute(SELECT_LIVE, (key, now)).fetchone()
-        if row is None:
-            self._count("misses")
-            return None
-        entry = _L1Entry(row[2], slot, generation, epoch, row[0], row[1])
-        self._l1_store(key, entry, "hits_l2")
-        return entry
+        found = self._read_l2(key, now)
+        if found is not None:
+            self._l1_store(key, (*found, slot, generation, epoch))
+        return found
 
-    def _fetch_many(self, keys: list[str], now: float) -> dict[str, _L1Entry]:
+    def _read_l2(self, key: str, now: float) -> _Found | None:
+        row: tuple[int, codec.Payload, float] | None = self._execute(SELECT_LIVE, (key, now)).fetchone()
+        with self._lock:
+            self._counters["misses" if row is None else "hits_l2"] += 1
+        return None if row is None else (row[2], row[0], row[1])
+
+    def _fetch_many(self, keys: list[str], now: float) -> dict[str, _Found]:
         generations = self._generations
         slots = {key: generations.slot_of(key) for key in keys}
         recorded = {key: generations.read(slot) for key, slot in slots.items()}
@@ -218,11 +232,13 @@ class SessionCache:
         marks = ", ".join("?" for _ in keys)
         # Only "?" placeholders are interpolated into the SQL.
         sql = f"SELECT key, kind, value, expires_at FROM session_cache WHERE key IN ({marks}) AND expires_at > ?"  # noqa: S608, E501
-        found = {}
+        found: dict[str, _Found] = {}
         for key, kind, payload, expires_at in self._execute(sql, (*keys, now)):
-            found[key] = entry = _L1Entry(expires_at, slots[key], recorded[key], epoch, kind, payload)
-            self._l1_store(key, entry, "hits_l2")
+            found[key] = (expires_at, kind, payload)
+            if self.max_size:
+                self._l1_store(key, (expires_at, kind, payload, slots[key], recorded[key], epoch))
         with self._lock:
+            self._counters["hits_l2"] += len(found)
             self._counters["misses"] += len(keys) - len(found)
         return found
 
@@ -236,22 +252,15 @@ class SessionCache:
             entry = self._l1.get(key)
             if entry is None:
                 return None
-            if (
-                entry.expires_at > now
-                and generations.read(entry.slot) == entry.generation
-                and generations.epoch() == entry.epoch
-            ):
+            if entry[0] > now and generations.read(entry[3]) == entry[4] and generations.epoch() == entry[5]:
                 self._l1.move_to_end(key)
                 self._counters["hits_l1"] += 1
                 return entry
             del self._l1[key]
             return None
 
-    def _l1_store(self, key: str, entry: _L1Entry, counter: str) -> None:
+    def _l1_store(self, key: str, entry: _L1Entry) -> None:
         with self._lock:
-            self._counters[counter] += 1
-            if not self.max_size:
-                return
             self._l1[key] = entry
             self._l1.move_to_end(key)
             while len(self._l1) > self.max_size:
@@ -343,13 +352,14 @@ class SessionCache:
             sql, params = sql + " AND key < ?2", (low, high)
         removed = self._execute(sql + " RETURNING key, expires_at", params).fetchall()
         if len(removed) > PER_KEY_INVALIDATION_LIMIT:
+            # One epoch bump is cheaper than thousands of slot bumps; every L1 refills from L2.
             self._generations.bump_epoch()
+            self.clear_local()
         else:
-            for key, _ in removed:
-                self._generations.bump(self._generations.slot_of(key))
-        with self._lock:
-            for key in [key for key in self._l1 if key.startswith(prefix)]:
-                del self._l1[key]
+            with self._lock:
+                for key, _ in removed:
+                    self._generations.bump(self._generations.slot_of(key))
+                    self._l1.pop(key, None)
         live = sum(1 for _, expires_at in removed if expires_at > now)
         self._count("deletes", live)
         return live

@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ Synchronous = Literal["NORMAL", "FULL"]
 # Writers wait for each other this long before "database is locked" can surface; with BEGIN
 # IMMEDIATE for every read-then-write, waiting is the only way contention shows.
 BUSY_TIMEOUT_SECONDS = 30.0
+WAL_SWITCH_RETRY_SECONDS = 0.005
 STATEMENT_CACHE_SIZE = 256
 
 
@@ -47,8 +49,8 @@ def open_connection(path: Path, synchronous: Synchronous = "NORMAL") -> sqlite3.
     except sqlite3.Error as exc:
         raise SQLiteStoreError(f"cannot open SQLite database {path}: {exc}") from exc
     try:
-        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
+        mode = _switch_to_wal(connection)
+        if mode.lower() != "wal":
             raise SQLiteStoreError(f"{path}: WAL mode refused (journal_mode={mode}); use a local disk")
         connection.execute(f"PRAGMA synchronous={synchronous}")
         connection.execute("PRAGMA temp_store=MEMORY")
@@ -56,6 +58,21 @@ def open_connection(path: Path, synchronous: Synchronous = "NORMAL") -> sqlite3.
         connection.close()
         raise SQLiteStoreError(f"cannot use SQLite database {path}: {exc}") from exc
     return connection
+
+
+def _switch_to_wal(connection: sqlite3.Connection) -> str:
+    # Several processes opening a new file at once (`uvicorn --workers 4` on a first start) race to
+    # switch it to WAL, and SQLite answers the losers SQLITE_BUSY at once, without waiting in the
+    # busy handler (found by test_processes_opening_a_new_database_at_once_all_succeed): retry
+    # for as long as any other lock wait.
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            return str(connection.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(WAL_SWITCH_RETRY_SECONDS)
 
 
 @contextmanager

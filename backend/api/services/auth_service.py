@@ -24,6 +24,7 @@ from api.errors import AppError, UnauthorizedError
 from api.models import RefreshToken, User
 from api.repositories import audit, refresh_tokens, users
 from api.services.login_sessions import LoginSessions
+from api.services.login_throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class AuthService:
             cache, settings.login_session_idle_seconds, settings.login_session_max_seconds, clock
         )
         self.user_cleanups: list[UserCleanup] = []
+        self.login_throttle: LoginThrottle | None = None
 
     # -- passwords ---------------------------------------------------------------------------
 
@@ -149,6 +151,8 @@ class AuthService:
         Raises:
             InvalidCredentialsError: unknown user, wrong password or disabled account (one message).
         """
+        if self.login_throttle is not None:
+            self.login_throttle.attempt(username, meta.ip)
         with self._database.session() as session:
             user = users.get_by_username(session, username)
         # Verify even for an unknown user (against a dummy hash) so timing does not tell them apart.
@@ -156,6 +160,8 @@ class AuthService:
         if user is None or not valid or not user.is_active:
             self._audit("login_failed", user.id if user else None, f"username={username[:64]!r}", meta)
             raise InvalidCredentialsError("Incorrect username or password")
+        if self.login_throttle is not None:
+            self.login_throttle.succeeded(username, meta.ip)
         login = self.login_sessions.create(user.id, meta.user_agent, meta.ip)
         with self._database.session(write=True) as session:
             if self._hashing.needs_rehash(user.password_hash):

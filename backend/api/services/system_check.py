@@ -15,8 +15,14 @@ from dataclasses import asdict, dataclass
 from functools import partial
 
 from api.core.config import Settings, SettingsError, load_settings
+from api.core.database import open_database
 from api.core.session_cache import SessionCache
 from api.services.health_service import check_directory_writable
+from api.workers.queue import JobQueue
+from api.workers.records import JobRecord
+from api.workers.registry import load_task_modules, registry
+from api.workers.tasks import NOOP_TASK
+from api.workers.worker import Worker, WorkerConfig
 
 MIN_PYTHON = (3, 11)
 
@@ -99,13 +105,76 @@ class _SteppedClock:
         return time.time() + self.offset
 
 
+def check_auth_round_trip(settings: Settings) -> str:
+    """A throwaway user logs in, reads /me, logs out; the token must then be refused."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    username, password = f"validate-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex + "-Aa1"
+    with TestClient(create_app(settings, first_admin=False)) as client:
+        users = client.app.state.resources.users  # type: ignore[attr-defined]
+        user = users.create_user(username, password, "user")
+        try:
+            login = client.post("/api/auth/login", json={"username": username, "password": password})
+            if login.status_code != 200:
+                raise CheckFailed(f"login answered {login.status_code}: {login.text[:200]}")
+            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            if client.get("/api/auth/me", headers=headers).status_code != 200:
+                raise CheckFailed("/api/auth/me refused a fresh token")
+            if client.post("/api/auth/logout", headers=headers).status_code != 200:
+                raise CheckFailed("logout failed")
+            if client.get("/api/auth/me", headers=headers).status_code != 401:
+                raise CheckFailed("the token was still accepted after logout")
+        finally:
+            users.delete_user(user.id)
+    return "login, /me, logout, token refused afterwards; throwaway user removed"
+
+
+def check_job_round_trip(settings: Settings) -> str:
+    """Submit the built-in no-op task, run it, see it succeed; the job record is removed afterwards."""
+    load_task_modules(settings.jobs_task_modules)
+    database = open_database(settings)
+    try:
+        queue = JobQueue(database)
+        started = time.perf_counter()
+        job = queue.submit(NOOP_TASK, {"check": "validate"})
+        try:
+            # Run it here, unless a running worker (API or `ret worker`) took it first.
+            config = WorkerConfig.from_settings(settings, concurrency=1)
+            Worker(database, registry, config, settings=settings).run_job(job.id)
+            record = _wait_for_job(queue, job.id)
+        finally:
+            if not queue.get(job.id).is_terminal:
+                queue.cancel(job.id)
+            queue.forget(job.id)
+        if record.state != "succeeded" or record.result.get("echo") != {"check": "validate"}:
+            raise CheckFailed(f"{NOOP_TASK} job ended {record.state}: {record.error_message}")
+    finally:
+        database.dispose()
+    elapsed = (time.perf_counter() - started) * 1000
+    return f"{NOOP_TASK} job submitted, run and succeeded in {elapsed:.0f} ms; record removed"
+
+
+JOB_CHECK_TIMEOUT_SECONDS = 10.0
+
+
+def _wait_for_job(queue: JobQueue, job_id: str) -> JobRecord:
+    deadline = time.monotonic() + JOB_CHECK_TIMEOUT_SECONDS
+    while not (record := queue.get(job_id)).is_terminal:
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"job {job_id} did not finish within {JOB_CHECK_TIMEOUT_SECONDS:.0f} s")
+        time.sleep(0.01)  # another process's worker is running it
+    return record
+
+
 def check_app_health(settings: Settings) -> str:
     # Imported here: the app (and its test client) is only needed by this check.
     from fastapi.testclient import TestClient
 
     from api.main import create_app
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, first_admin=False)) as client:
         response = client.get("/api/health")
     if response.status_code != 200:
         raise CheckFailed(f"/api/health answered {response.status_code}: {response.text[:200]}")
@@ -117,6 +186,8 @@ SETTINGS_CHECKS: list[tuple[str, SettingsCheck]] = [
     ("runtime root writable", check_runtime_root),
     ("session cache", check_session_cache),
     ("app answers /api/health", check_app_health),
+    ("auth round trip", check_auth_round_trip),
+    ("job round trip", check_job_round_trip),
 ]
 
 

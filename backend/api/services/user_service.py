@@ -92,6 +92,17 @@ class UserService:
             self._auth.end_user_access(user_id)
         return user
 
+    def delete_user(self, user_id: int) -> bool:
+        """Remove a user, their refresh tokens and login sessions; True if the user existed."""
+        with self._database.session(write=True) as session:
+            user = users.get(session, user_id)
+            if user is None:
+                return False
+            session.delete(user)
+            audit.record(session, "user_deleted", user_id=user_id)
+        self._auth.end_user_access(user_id)
+        return True
+
     def list_audit(self, offset: int, limit: int, user_id: int | None = None) -> Sequence[AuditEntry]:
         with self._database.session() as session:
             return audit.list_page(session, offset, limit, user_id)

@@ -325,3 +325,37 @@ def test_no_token_or_hash_reaches_the_logs(
     for secret in secrets:
         assert secret
         assert secret not in logged
+
+
+def _attempt(app: object, ip: str, username: str, password: str) -> int:
+    # No `with`: the lifespan already ran for the main client; this one only changes the address.
+    other = TestClient(app, client=(ip, 50000))  # type: ignore[arg-type]
+    return other.post("/api/auth/login", json={"username": username, "password": password}).status_code
+
+
+def test_sixth_bad_password_from_one_address_is_429(client: TestClient, users: UserFactory) -> None:
+    users.create("alice")
+    statuses = [
+        client.post("/api/auth/login", json={"username": "alice", "password": f"wrong-{n}-guess"}).status_code
+        for n in range(6)
+    ]
+    assert statuses == [401] * 5 + [429]
+    last = client.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert last.status_code == 429
+    assert int(last.headers["Retry-After"]) > 0
+    assert last.json()["code"] == "rate_limited"
+
+
+def test_successful_logins_do_not_count_as_attempts(client: TestClient, users: UserFactory) -> None:
+    users.create("alice")
+    for _ in range(8):
+        users.login("alice")
+
+
+def test_another_address_keeps_its_own_counter(client: TestClient, users: UserFactory) -> None:
+    users.create("alice")
+    app = client.app
+    assert [_attempt(app, "10.0.0.1", "alice", "bad-password-x") for _ in range(5)] == [401] * 5
+    assert _attempt(app, "10.0.0.2", "alice", PASSWORD) == 200
+    assert _attempt(app, "10.0.0.1", "alice", "bad-password-x") == 429
+    assert _attempt(app, "10.0.0.2", "alice", "bad-password-x") == 401

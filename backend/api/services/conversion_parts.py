@@ -1,0 +1,113 @@
+"""Converting one *part* (a contiguous run of the sorted XML files) into spooled tables.
+
+This is what a pool worker runs, so its input and output are plain picklable data, and it keeps one
+``NameCache`` per process. A file that fails (refused DOCTYPE, malformed XML, unreadable) is listed
+with its reason, its rows are rolled back, and the part goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+from lxml import etree
+
+from api.services.table_spool import PartWriter, SpooledTable
+from api.services.xml_names import NameCache
+from api.services.xml_records import WHOLE_DOCUMENT_BYTES, read_records
+from api.services.xml_safety import RefusedDocumentError
+
+HASH_CHUNK: Final = 1024 * 1024
+_names = NameCache()  # one per process: column names are cached across the documents it reads
+
+
+@dataclass(frozen=True, slots=True)
+class PartFile:
+    number: int  # the file's position in the sorted list of XML files
+    source: str
+    path: Path
+    size: int
+    sha256: str | None  # known when the scan extracted it; computed here otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class PartTask:
+    part: int
+    files: list[PartFile]
+    record_path: tuple[str, ...] | None
+    spool_dir: Path
+    whole_document_bytes: int = WHOLE_DOCUMENT_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class FileOutcome:
+    number: int
+    status: Literal["converted", "failed"]
+    records: int
+    sha256: str | None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class PartResult:
+    part: int
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    tables: list[SpooledTable] = field(default_factory=list)
+    peak_rss_bytes: int = 0
+
+
+def convert_part(task: PartTask, file_done: Callable[[], None] | None = None) -> PartResult:
+    """Spool every record of ``task.files``; ``file_done()`` after each file (it may raise to stop)."""
+    writer = PartWriter(task.spool_dir, task.part)
+    result = PartResult(task.part)
+    try:
+        for part_file in task.files:
+            writer.begin_file()
+            outcome = _convert_file(part_file, task, writer)
+            if outcome.status == "failed":
+                writer.discard_file()
+            result.outcomes.append(outcome)
+            if file_done is not None:
+                file_done()
+    except BaseException:
+        writer.abort()
+        raise
+    result.tables = writer.close()
+    result.peak_rss_bytes = peak_rss_bytes()
+    return result
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _convert_file(part_file: PartFile, task: PartTask, writer: PartWriter) -> FileOutcome:
+    number, sha256 = part_file.number, part_file.sha256
+    records = 0
+    try:
+        sha256 = sha256 or _sha256(part_file.path)
+        for records, record in enumerate(
+            read_records(part_file.path, part_file.size, task.record_path, _names, task.whole_document_bytes),
+            start=1,
+        ):
+            writer.add(number, records, record)
+    except RefusedDocumentError as exc:
+        return FileOutcome(number, "failed", 0, sha256, str(exc))
+    except etree.XMLSyntaxError as exc:
+        return FileOutcome(number, "failed", 0, sha256, f"malformed XML: {exc}")
+    except (etree.LxmlError, LookupError, UnicodeError, OSError) as exc:
+        return FileOutcome(number, "failed", 0, sha256, f"unreadable XML: {exc}")
+    return FileOutcome(number, "converted", records, sha256)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

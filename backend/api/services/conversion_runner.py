@@ -1,0 +1,130 @@
+"""Running a conversion's parts and fragments: in this process, or on a pool of processes.
+
+A *part* is a contiguous run of the XML files in source order, cut while the scan goes on
+(``PartCutter``). Parts wait in this process until their XML passes ``pool_min_bytes``; then (with
+more than one process allowed) a pool starts and converts them, and every later part, while the
+scan carries on extracting the next upload. Each worker spools its own tables (``convert_part``)
+and later re-orders its own fragments (``write_fragment``), so the only serial steps left are the
+scan itself and copying fragments end to end. A job that stays small never starts a process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from api.services.conversion_parts import PartFile, PartResult, PartTask, convert_part
+from api.services.table_merge import Fragment, FragmentTask, write_fragment
+
+POOL_MIN_BYTES: Final = 16 * 1024 * 1024  # below this, starting processes costs more than it saves
+PART_BYTES: Final = 4 * 1024 * 1024  # small enough to balance two workers, large enough to be cheap
+PART_FILES: Final = 1000
+WORKER_MODULES: Final = ["api.services.conversion_parts", "api.services.table_merge"]
+
+
+class Runner:
+    """Converts submitted parts here or on a pool; ``results()`` gives them back in part order.
+    Progress: ``file_done()`` after each file converted here, ``part_done(result)`` after each part
+    a worker converted."""
+
+    def __init__(
+        self,
+        processes: int,
+        pool_min_bytes: int,
+        file_done: Callable[[], None],
+        part_done: Callable[[PartResult], None],
+    ) -> None:
+        self.processes = processes
+        self.pool_min_bytes = pool_min_bytes
+        self._file_done = file_done
+        self._part_done = part_done
+        self._waiting: list[PartTask] = []
+        self._waiting_bytes = 0
+        self._futures: list[Future[PartResult]] = []
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    @property
+    def parallel(self) -> bool:
+        return self._pool is not None
+
+    def submit(self, task: PartTask) -> None:
+        if self._pool is not None:
+            self._futures.append(self._pool.submit(convert_part, task))
+            return
+        self._waiting.append(task)
+        self._waiting_bytes += sum(part_file.size for part_file in task.files)
+        if self.processes > 1 and self._waiting_bytes >= self.pool_min_bytes:
+            self._pool = _start_pool(self.processes)
+            for waiting in self._waiting:
+                self._futures.append(self._pool.submit(convert_part, waiting))
+            self._waiting = []
+
+    def results(self) -> list[PartResult]:
+        """Every part's result (waiting for the pool, or converting here), in part order."""
+        results = [convert_part(task, self._file_done) for task in self._waiting]  # reports each file
+        pending = set(self._futures)
+        while pending:
+            finished, pending = wait(pending, return_when="FIRST_COMPLETED")
+            for future in finished:
+                results.append(future.result())
+                self._part_done(results[-1])
+        return sorted(results, key=lambda result: result.part)
+
+    def fragments(self, tasks: Sequence[FragmentTask]) -> list[Fragment]:
+        if self._pool is None:
+            return [write_fragment(task) for task in tasks]
+        return list(self._pool.map(write_fragment, tasks))
+
+
+class PartCutter:
+    """Cuts the XML files, fed in source order, into parts and submits them to a runner."""
+
+    def __init__(
+        self, runner: Runner, record_path: tuple[str, ...] | None, spools: Path, whole_bytes: int
+    ) -> None:
+        self.runner = runner
+        self.record_path = record_path
+        self.spools = spools
+        self.whole_bytes = whole_bytes
+        self.parts: list[list[PartFile]] = []
+        self.files = 0
+        self._current: list[PartFile] = []
+        self._size = 0
+        # One process: one part (fewer fragments); several: parts sized to balance the workers.
+        self._limits = (PART_BYTES, PART_FILES) if runner.processes > 1 else (float("inf"), float("inf"))
+
+    def add(self, part_file: PartFile) -> None:
+        self._current.append(part_file)
+        self._size += part_file.size
+        self.files += 1
+        if self._size >= self._limits[0] or len(self._current) >= self._limits[1]:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._current:
+            task = PartTask(len(self.parts), self._current, self.record_path, self.spools, self.whole_bytes)
+            self.parts.append(self._current)
+            self._current, self._size = [], 0
+            self.runner.submit(task)
+
+
+def _start_pool(processes: int) -> ProcessPoolExecutor:
+    # forkserver: children fork from a clean server process, never from this one (which may run
+    # threads), and the worker modules are imported once there, not once per child.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_MODULES)
+    return ProcessPoolExecutor(processes, mp_context=context)

@@ -1,0 +1,117 @@
+"""The routes ``bench_conversion.py`` times, each converting the same upload set.
+
+- ``floor``: a bare ``lxml.etree.iterparse`` pass over every XML document (no output): the parse
+  speed nothing built on lxml can beat.
+- ``diy``: the common do-it-yourself route: ``xmltodict.parse`` each document, gather the children of
+  ``body`` per record type (with ``head`` beside them), ``pandas.json_normalize`` them, ``to_csv``.
+  Everything is held in memory until the end, as such scripts do; repeated elements stay lists.
+- ``ours``: ``convert_session`` on a workspace session holding the upload set, end to end: it
+  extracts the ZIPs to disk (the peers read them in memory), flattens and writes one CSV per type.
+
+The peers read ZIP members (nested ones too) straight from memory, so every route sees the same XML.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import shutil
+import time
+import zipfile
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def documents(upload_dir: Path) -> Iterator[tuple[str, bytes]]:
+    """Every XML document of the upload set as (source path, bytes), ZIPs opened recursively."""
+    for path in sorted(upload_dir.iterdir()):
+        if path.suffix == ".xml":
+            yield path.name, path.read_bytes()
+        elif path.suffix == ".zip":
+            yield from _members(path.name, path.read_bytes())
+
+
+def _members(chain: str, data: bytes) -> Iterator[tuple[str, bytes]]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            name = f"{chain}!/{info.filename}"
+            if info.filename.endswith(".xml"):
+                yield name, archive.read(info)
+            elif info.filename.endswith(".zip"):
+                yield from _members(name, archive.read(info))
+
+
+def floor(upload_dir: Path, out_dir: Path) -> None:
+    from lxml import etree
+
+    for _, data in documents(upload_dir):
+        for _event, _element in etree.iterparse(io.BytesIO(data)):
+            pass
+
+
+def diy(upload_dir: Path, out_dir: Path) -> None:
+    import pandas as pd
+    import xmltodict
+
+    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for source, data in documents(upload_dir):
+        document = xmltodict.parse(data)
+        root = next(iter(document.values()))
+        head, body = root.get("head") or {}, root.get("body") or {}
+        for record_type, records in body.items():
+            for record in records if isinstance(records, list) else [records]:
+                fields = record if isinstance(record, dict) else {"#text": record}
+                by_type[record_type].append({"source_file": source, "head": head, **fields})
+    for record_type, rows in by_type.items():
+        pd.json_normalize(rows).to_csv(out_dir / f"{record_type}.csv", index=False)
+
+
+def ours(upload_dir: Path, out_dir: Path, processes: int) -> dict[str, Any]:
+    from api.core.memory_cache import MemoryCache
+    from api.services.archive_scan import ScanLimits
+    from api.services.conversion_service import ConversionConfig, ConversionOptions, convert_session
+    from api.services.storage_service import StorageLimits, StorageService
+
+    storage = StorageService(
+        MemoryCache(), out_dir / "runtime", 3600, StorageLimits(1 << 40, 1 << 40, 10, 300)
+    )
+    session = storage.create_session(1)
+    for path in upload_dir.iterdir():
+        os.link(path, storage.path(session.id, "input") / path.name)
+    limits = ScanLimits(
+        max_depth=5, max_files=100_000, max_total_bytes=8 << 30, max_file_bytes=2 << 30, max_ratio=200
+    )
+    config = ConversionConfig(limits, processes, pool_min_bytes=0)
+    result = convert_session(storage, session.id, ConversionOptions(), lambda percent, message: None, config)
+    manifest = (storage.path(session.id, "output") / "manifest.json").read_text(encoding="utf-8")
+    return {"summary": result["summary"], "manifest": manifest}
+
+
+IMPORTS = {  # what each route imports before its clock starts (imports are not conversion)
+    "floor": ("lxml.etree",),
+    "diy": ("pandas", "xmltodict"),
+    "one": ("api.services.conversion_service", "api.core.memory_cache"),
+    "pool": ("api.services.conversion_service", "api.core.memory_cache"),
+}
+
+
+def run(route: str, upload_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Run one route once (in a fresh process: the caller measures its peak memory); return the
+    wall time and what the route reports."""
+    for module in IMPORTS[route]:
+        importlib.import_module(module)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    facts: dict[str, Any] = {}
+    if route == "floor":
+        floor(upload_dir, out_dir)
+    elif route == "diy":
+        diy(upload_dir, out_dir)
+    else:
+        facts = ours(upload_dir, out_dir, processes=2 if route == "pool" else 1)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return {"seconds": seconds, **facts}

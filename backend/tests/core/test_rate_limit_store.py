@@ -1,0 +1,135 @@
+"""The store contract against SQLite and memory, plus what only the SQLite store promises."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api.core.rate_limit_memory import MemoryRateLimitStore
+from api.core.rate_limit_policy import Policy
+from api.core.rate_limit_store import (
+    RateLimitStore,
+    RateLimitStoreError,
+    SQLiteRateLimitStore,
+    build_rate_limit_store,
+)
+from api.core.session_cache import SessionCache
+from tests.conftest import make_settings
+from tests.core.cache_contract import FakeClock
+from tests.core.rate_limit_store_contract import PER_MINUTE, RateLimitStoreContract
+
+HOURLY = Policy("hourly", 100, 3600)
+
+
+class TestSQLiteStore(RateLimitStoreContract):
+    @pytest.fixture
+    def store(self, clock: FakeClock, tmp_path: Path) -> Iterator[RateLimitStore]:
+        store = SQLiteRateLimitStore(tmp_path / "ret_session.db", clock=clock)
+        yield store
+        store.close()
+
+
+class TestMemoryStore(RateLimitStoreContract):
+    @pytest.fixture
+    def store(self, clock: FakeClock) -> RateLimitStore:
+        return MemoryRateLimitStore(clock=clock)
+
+
+def test_buckets_live_beside_the_session_cache_in_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "ret_session.db"
+    cache = SessionCache(path, 10, default_ttl=60, max_value_bytes=1024)
+    store = SQLiteRateLimitStore(path)
+    try:
+        cache.set("user:1:x", 1)
+        assert store.hit("ip:1", [PER_MINUTE], 1).admitted
+        assert cache.get("user:1:x") == 1
+        tables = {row[0] for row in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
+        assert {"session_cache", "rate_limit_v1"} <= tables
+    finally:
+        store.close()
+        cache.close()
+
+
+def test_two_stores_on_one_file_share_buckets(tmp_path: Path) -> None:
+    first, second = (SQLiteRateLimitStore(tmp_path / "s.db") for _ in range(2))
+    try:
+        assert first.hit("k", [PER_MINUTE], 3).admitted
+        assert not second.hit("k", [PER_MINUTE], 1).admitted
+        assert second.reset("k") == 1
+        assert first.hit("k", [PER_MINUTE], 3).admitted
+    finally:
+        first.close()
+        second.close()
+
+
+def test_concurrent_threads_get_exactly_the_capacity(tmp_path: Path) -> None:
+    store = SQLiteRateLimitStore(tmp_path / "s.db")
+    admitted: list[bool] = []
+    lock = threading.Lock()
+
+    def hammer(policies: list[Policy]) -> None:
+        for _ in range(50):
+            outcome = store.hit("k", policies, 1)
+            with lock:
+                admitted.append(outcome.admitted)
+
+    threads = [threading.Thread(target=hammer, args=([HOURLY],)) for _ in range(4)]
+    threads += [
+        threading.Thread(target=hammer, args=([HOURLY, Policy("daily", 500, 86400)],)) for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.close()
+    assert admitted.count(True) == 100
+
+
+def _hit_in_child(path: Path, hits: int, results: multiprocessing.Queue[int]) -> None:
+    store = SQLiteRateLimitStore(path)
+    results.put(sum(store.hit("shared", [HOURLY], 1).admitted for _ in range(hits)))
+    store.close()
+
+
+def test_concurrent_processes_get_exactly_the_capacity(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SQLiteRateLimitStore(path).close()
+    context = multiprocessing.get_context("fork")
+    results: multiprocessing.Queue[int] = context.Queue()
+    children = [context.Process(target=_hit_in_child, args=(path, 60, results)) for _ in range(4)]
+    for child in children:
+        child.start()
+    counts = [results.get(timeout=60) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+    assert sum(counts) == 100
+
+
+def test_unusable_file_fails_naming_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    path.write_bytes(b"not a database" * 300)
+    with pytest.raises(RateLimitStoreError, match=str(path)):
+        SQLiteRateLimitStore(path)
+
+
+def test_storage_failure_raises_store_error(tmp_path: Path) -> None:
+    store = SQLiteRateLimitStore(tmp_path / "s.db")
+    store.close()
+    with pytest.raises(RateLimitStoreError, match="closed"):
+        store.hit("k", [PER_MINUTE], 1)
+    with pytest.raises(RateLimitStoreError):
+        store.buckets("k")
+
+
+def test_settings_pick_the_backend(tmp_path: Path) -> None:
+    sqlite_store = build_rate_limit_store(make_settings(tmp_path))
+    assert isinstance(sqlite_store, SQLiteRateLimitStore)
+    assert sqlite_store.path == tmp_path / "runtime" / "ret_session.db"
+    sqlite_store.close()
+    memory = build_rate_limit_store(make_settings(tmp_path, ret_session_backend="memory"))
+    assert isinstance(memory, MemoryRateLimitStore)

@@ -1,0 +1,82 @@
+"""Cutting files into parts as the scan feeds them, and running parts here or on a pool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from api.services.conversion_parts import PartFile, PartResult, PartTask
+from api.services.conversion_runner import PART_BYTES, PartCutter, Runner
+
+
+def _files(tmp_path: Path, count: int) -> list[PartFile]:
+    files = []
+    for n in range(count):
+        path = tmp_path / f"{n}.xml"
+        path.write_bytes(f"<r><book><t>{n}</t></book></r>".encode())
+        files.append(PartFile(n, path.name, path, path.stat().st_size, None))
+    return files
+
+
+@pytest.fixture
+def spools(tmp_path: Path) -> Path:
+    (tmp_path / "spools").mkdir()
+    return tmp_path / "spools"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.files = 0
+        self.parts: list[int] = []
+
+    def file_done(self) -> None:
+        self.files += 1
+
+    def part_done(self, result: PartResult) -> None:
+        self.parts.append(result.part)
+
+
+def test_one_process_makes_one_part(tmp_path: Path, spools: Path) -> None:
+    runner = Runner(1, 0, lambda: None, lambda result: None)
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    for part_file in _files(tmp_path, 5):
+        cutter.add(part_file)
+    cutter.flush()
+    assert [len(part) for part in cutter.parts] == [5]
+
+
+def test_several_processes_get_contiguous_parts_in_order(tmp_path: Path, spools: Path) -> None:
+    runner = Runner(2, 1 << 40, lambda: None, lambda result: None)  # never starts a pool
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    files = [PartFile(n, f"{n}.xml", Path(f"{n}.xml"), PART_BYTES // 3, None) for n in range(10)]
+    for part_file in files:
+        cutter.add(part_file)
+    cutter.flush()
+    assert [len(part) for part in cutter.parts] == [3, 3, 3, 1]
+    assert [part_file for part in cutter.parts for part_file in part] == files
+
+
+def test_a_small_job_runs_here_and_reports_each_file(tmp_path: Path, spools: Path) -> None:
+    recorder = Recorder()
+    with Runner(2, 1 << 40, recorder.file_done, recorder.part_done) as runner:
+        for n, part_file in enumerate(_files(tmp_path, 3)):
+            runner.submit(PartTask(n, [part_file], None, spools))
+        results = runner.results()
+        assert not runner.parallel
+    assert [result.part for result in results] == [0, 1, 2]
+    assert (recorder.files, recorder.parts) == (3, [])
+
+
+def test_a_large_job_runs_on_the_pool_and_reports_each_part(tmp_path: Path, spools: Path) -> None:
+    recorder = Recorder()
+    with Runner(2, 0, recorder.file_done, recorder.part_done) as runner:
+        for n, part_file in enumerate(_files(tmp_path, 4)):
+            runner.submit(PartTask(n, [part_file], None, spools))
+        results = runner.results()
+        assert runner.parallel
+    assert [result.part for result in results] == [0, 1, 2, 3]
+    assert (recorder.files, sorted(recorder.parts)) == (0, [0, 1, 2, 3])
+    assert [result.tables[0].path.read_bytes() for result in results] == [
+        f"{n}\t1\t{n}\n".encode() for n in range(4)
+    ]
