@@ -88,6 +88,7 @@ def build_resources(settings: Settings) -> AppResources:
         storage.upload_budget = UploadByteBudget(limiter, settings.upload_bytes_per_hour)
         auth.user_cleanups.append(storage.cleanup_user_sessions)
         jobs = _open_job_queue(settings, database)
+        storage.cleanup_steps.append(("cancel jobs", jobs.cancel_for_session))
         job_workers = build_job_workers(settings, database, jobs)
         stack.callback(_closing, "job workers", job_workers.stop)
         resources = AppResources(

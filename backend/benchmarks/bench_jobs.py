@@ -6,7 +6,8 @@ Run from ``backend/``::
 
 Prints the machine, then:
 
-1. Enqueue: the median time of one submit (jobs stored, no worker running), sampled interleaved.
+1. Enqueue: the latency of one submit (the job stored, no worker running): median, p90, p99 and
+   mean of single calls, the systems taking turns call by call.
 2. Throughput: the jobs just enqueued are run by two worker processes of each system in turn
    (``ret worker --processes 2``; Huey's consumer with two process workers; ``celery worker
    --concurrency 2``); jobs/s from the first task's start to the last one's.
@@ -24,16 +25,18 @@ Everything lives in a temporary directory; Celery's Redis keys are deleted at th
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,13 +45,7 @@ from typing import Any
 import job_peers
 from fastapi import APIRouter, status
 from fastapi.testclient import TestClient
-from harness import (
-    Plan,
-    Timing,
-    machine_description,
-    measure_interleaved,
-    time_calls,
-)
+from harness import machine_description
 
 from api.core.config import Settings
 from api.deps import JobQueueDep
@@ -62,25 +59,13 @@ OURS, HUEY, CELERY = "ours (SQLite)", "Huey SqliteHuey", "Celery + Redis"
 @dataclass(frozen=True)
 class Sizes:
     name: str
-    enqueue: Plan
+    enqueue_calls: int  # per system; these jobs are then the throughput backlog
     pickup_rounds: int
     http_rounds: int
 
 
-FULL = Sizes(
-    "full",
-    Plan(
-        ops_per_sample=250, min_ops=25, sample_seconds=0.15, min_samples=9, max_samples=15, budget_seconds=5
-    ),
-    pickup_rounds=40,
-    http_rounds=3,
-)
-QUICK = Sizes(
-    "quick",
-    Plan(ops_per_sample=40, min_ops=5, sample_seconds=0.02, min_samples=3, max_samples=3, budget_seconds=0.1),
-    pickup_rounds=4,
-    http_rounds=1,
-)
+FULL = Sizes("full", enqueue_calls=3000, pickup_rounds=40, http_rounds=3)
+QUICK = Sizes("quick", enqueue_calls=100, pickup_rounds=4, http_rounds=1)
 
 
 def log(message: str) -> None:
@@ -232,17 +217,36 @@ def running(command: list[str], env: dict[str, str] | None = None) -> Iterator[N
 # -- the measurements -----------------------------------------------------------------------------------
 
 
-def measure_enqueue(systems: Sequence[System], plan: Plan) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+def measure_enqueue(systems: Sequence[System], calls: int) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Time single submits, one per system in turn (so load from elsewhere hits all alike), with
+    the garbage collector off; return each system's latencies in µs and the jobs it queued."""
     handles: dict[str, list[Any]] = {system.name: [] for system in systems}
+    latencies: dict[str, list[float]] = {system.name: [] for system in systems}
+    for system in systems:  # warm-up: connections, statement caches
+        handles[system.name] += [system.submit() for _ in range(20)]
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(calls):
+            for system in systems:
+                started = time.perf_counter_ns()
+                handle = system.submit()
+                latencies[system.name].append((time.perf_counter_ns() - started) / 1000)
+                handles[system.name].append(handle)
+    finally:
+        gc.enable()
+    return {name: summarize_us(values) for name, values in latencies.items()}, handles
 
-    def sampler(system: System) -> Callable[[int, int], int]:
-        def sample(index: int, size: int) -> int:
-            return time_calls(lambda _: handles[system.name].append(system.submit()), range(size))
 
-        return sample
-
-    timings = measure_interleaved({system.name: sampler(system) for system in systems}, plan)
-    return timings, handles
+def summarize_us(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "median_us": round(statistics.median(ordered), 1),
+        "p90_us": round(ordered[int(0.9 * len(ordered))], 1),
+        "p99_us": round(ordered[int(0.99 * len(ordered))], 1),
+        "mean_us": round(statistics.fmean(ordered), 1),
+        "calls": len(ordered),
+    }
 
 
 def measure_throughput_and_pickup(system: System, backlog: list[Any], rounds: int) -> dict[str, Any]:
@@ -272,7 +276,8 @@ def measure_in_process_pickup(workdir: Path, rounds: int) -> list[float]:
     from api.workers.queue import JobQueue
     from api.workers.registry import registry
     from api.workers.transport import LocalWakeup
-    from api.workers.worker import Worker, WorkerConfig
+    from api.workers.worker import Worker
+    from api.workers.worker_config import WorkerConfig
 
     database = Database(f"sqlite:///{workdir / 'in-process.db'}")
     database.upgrade()
@@ -288,7 +293,8 @@ def measure_in_process_pickup(workdir: Path, rounds: int) -> list[float]:
             submitted = time.time()
             job = queue.submit(OURS_STAMP)
             while not (record := queue.get(job.id)).is_terminal:
-                time.sleep(0.001)
+                # Mostly asleep: a busy poller would hold the GIL the workers' threads need.
+                time.sleep(0.01)
             pickups.append(1000 * (record.result - submitted))
     finally:
         worker.stop()
@@ -343,7 +349,9 @@ def measure_http_hold(workdir: Path, rounds: int, job_seconds: float = 1.0) -> d
 def open_systems(args: argparse.Namespace, workdir: Path) -> tuple[list[System], dict[str, str]]:
     systems: list[System] = [Ours(workdir)]
     unavailable: dict[str, str] = {}
-    if not args.skip_peers:
+    if args.skip_peers:
+        unavailable.update({HUEY: "skipped (--skip-peers)", CELERY: "skipped (--skip-peers)"})
+    else:
         for name, factory in (
             (HUEY, lambda: HueyPeer(workdir)),
             (CELERY, lambda: CeleryPeer(args.redis_url)),
@@ -362,8 +370,8 @@ def run(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> dict[str, Any]
     report_jobs.print_header(machine, sizes.name)
     systems, unavailable = open_systems(args, workdir)
     try:
-        log("enqueue: sampling every system interleaved")
-        enqueue, handles = measure_enqueue(systems, sizes.enqueue)
+        log(f"enqueue: {sizes.enqueue_calls:,} single submits per system, interleaved")
+        enqueue, handles = measure_enqueue(systems, sizes.enqueue_calls)
         runs: dict[str, Any] = {}
         for system in systems:
             log(f"throughput and pickup: {system.name}, {len(handles[system.name]):,} jobs queued")
@@ -383,9 +391,7 @@ def run(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> dict[str, Any]
     results = {
         "machine": machine,
         "run": sizes.name,
-        "enqueue": {
-            name: value.as_json() if isinstance(value, Timing) else value for name, value in enqueue.items()
-        },
+        "enqueue": enqueue,
         "workers": runs,
         "in_process_pickup_ms": in_process,
         "http_held_seconds": http,

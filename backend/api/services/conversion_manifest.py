@@ -1,7 +1,7 @@
 """``output/manifest.json``: every file seen, every table written, the limits, and the time it took.
 
 Everything in it is deterministic for the same uploads and options except ``started_at``,
-``finished_at``, ``duration_seconds``, ``processes`` and ``worker_peak_rss_bytes``.
+``finished_at``, ``duration_seconds``, ``phase_seconds``, ``processes`` and ``worker_peak_rss_bytes``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ class RunFacts:
     finished: float
     processes: int
     worker_peak_rss_bytes: int  # the largest peak resident size of a process that converted files
+    # Seconds until the scan ended (conversion may have started before), then until every file was
+    # converted, then writing the tables, workbook and manifest.
+    phases: dict[str, float]
 
 
 def build_manifest(
@@ -55,6 +58,7 @@ def build_manifest(
         "started_at": _iso(facts.started),
         "finished_at": _iso(facts.finished),
         "duration_seconds": round(facts.finished - facts.started, 3),
+        "phase_seconds": {phase: round(seconds, 3) for phase, seconds in facts.phases.items()},
         "processes": facts.processes,
         "worker_peak_rss_bytes": facts.worker_peak_rss_bytes,
         "options": facts.options,

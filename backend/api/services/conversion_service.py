@@ -97,6 +97,7 @@ class _Run:
     xml_files: list[SourceFile] = field(default_factory=list)  # to convert, numbered in source order
     parts: list[list[PartFile]] = field(default_factory=list)
     done: int = 0
+    marks: dict[str, float] = field(default_factory=dict)  # when each phase ended
 
 
 def convert_session(
@@ -166,8 +167,10 @@ def _convert(
             input_dir, extracted, config.limits, lambda message: run.report(1, message), upload_done
         )
         cutter.flush()
+        run.marks["scan"] = time.time()
         run.parts = cutter.parts
         results = runner.results()
+        run.marks["convert"] = time.time()
         _apply_outcomes(run.xml_files, results)
         run.report(90, "writing tables")
         plans = plan_tables(result.tables for result in results)
@@ -176,8 +179,14 @@ def _convert(
         processes = config.processes if runner.parallel else 1
     workbook = _write_workbook(run, plans, sources) if "xlsx" in run.options.formats else None
     peak = max((result.peak_rss_bytes for result in results), default=0)
+    finished = time.time()
+    phases = {
+        "scan": run.marks["scan"] - run.started,
+        "convert": run.marks["convert"] - run.marks["scan"],
+        "write": finished - run.marks["convert"],
+    }
     facts = RunFacts(
-        run.session_id, run.options.as_json(), config.limits, run.started, time.time(), processes, peak
+        run.session_id, run.options.as_json(), config.limits, run.started, finished, processes, peak, phases
     )
     manifest = build_manifest(facts, run.files, summaries, workbook)
     shutil.rmtree(spools)

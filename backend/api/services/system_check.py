@@ -22,7 +22,8 @@ from api.workers.queue import JobQueue
 from api.workers.records import JobRecord
 from api.workers.registry import load_task_modules, registry
 from api.workers.tasks import NOOP_TASK
-from api.workers.worker import Worker, WorkerConfig
+from api.workers.worker import Worker
+from api.workers.worker_config import WorkerConfig
 
 MIN_PYTHON = (3, 11)
 

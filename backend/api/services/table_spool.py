@@ -18,7 +18,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from api.services.xml_records import Record
+from api.services.xml_selection import Record
 
 MAX_OPEN_SPOOLS: Final = 32  # a generic document can have thousands of record types
 # Lines are built by looking every known column up in the record (C-level) unless the table has

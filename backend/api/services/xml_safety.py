@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import codecs
 import threading
-from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final, Literal
 
 from lxml import etree
 
@@ -58,11 +57,13 @@ def _new_parser() -> etree.XMLParser:
     )
 
 
-def iterparse(path: Path) -> etree.iterparse[tuple[str, etree._Element]]:
-    """Incremental parsing of ``path`` with the same options, reporting start and end events."""
+def iterparse(
+    source: BinaryIO, events: tuple[Literal["start", "end"], ...]
+) -> etree.iterparse[tuple[str, etree._Element]]:
+    """Incremental parsing of ``source`` with the same options, reporting ``events``."""
     return etree.iterparse(
-        str(path),
-        events=("start", "end"),
+        source,
+        events=events,
         resolve_entities=False,
         no_network=True,
         load_dtd=False,

@@ -75,7 +75,7 @@ class JobStore:
         """
         key = values["dedupe_key"]
         try:
-            with raw_transaction(self._database, write=True) as cursor:
+            with raw_transaction(self._database, write=True, one_statement=key is None) as cursor:
                 if key is not None and (rows := self._pending_id.execute(cursor, {"dedupe_key": key})):
                     return str(rows[0][0])
                 self._insert.execute(cursor, values)
@@ -89,7 +89,7 @@ class JobStore:
             return existing
 
     def pending_id(self, dedupe_key: str) -> str | None:
-        with raw_transaction(self._database, write=False) as cursor:
+        with raw_transaction(self._database, write=False, one_statement=True) as cursor:
             rows = self._pending_id.execute(cursor, {"dedupe_key": dedupe_key})
         return str(rows[0][0]) if rows else None
 

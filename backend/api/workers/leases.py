@@ -8,14 +8,13 @@ matches no row, so it can never overwrite the outcome.
 
 Claiming is one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING``: inside ``BEGIN
 IMMEDIATE`` on SQLite (the write lock serialises claimers), with ``FOR UPDATE SKIP LOCKED`` on
-PostgreSQL (claimers skip each other's rows instead of waiting).
+PostgreSQL (claimers skip each other's rows instead of waiting). The reaper is ``api.workers.reaper``.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Final, cast
 
@@ -39,14 +38,6 @@ CLAIM_RETURNING: Final = (
     jobs.c.user_id,
 )
 CLAIM_NAMES: Final = tuple(column.name for column in CLAIM_RETURNING)
-REAP_BATCH: Final = 100
-
-
-@dataclass(frozen=True, slots=True)
-class ReapReport:
-    requeued: int = 0
-    dead: int = 0
-    cancelled: int = 0
 
 
 def state_is(state: str) -> ColumnElement[bool]:
@@ -126,13 +117,13 @@ class LeaseStore:
             return False
         statement = self._claim_statements(tuple(task_types))[1]
         values = {**self._type_values(task_types), "now": self.clock()}
-        with raw_transaction(self.database, write=False) as cursor:
+        with raw_transaction(self.database, write=False, one_statement=True) as cursor:
             return bool(statement.execute(cursor, values))
 
     def _run_claim(
         self, statement: PreparedStatement, values: dict[str, Any], owner: str, lease_seconds: float
     ) -> list[ClaimedJob]:
-        with raw_transaction(self.database, write=True) as cursor:
+        with raw_transaction(self.database, write=True, one_statement=True) as cursor:
             return self._claim_in(cursor, statement, values, owner, lease_seconds)
 
     def _claim_in(
@@ -205,13 +196,13 @@ class LeaseStore:
     def report_progress(self, job_id: str, token: str, percent: int, message: str | None) -> bool | None:
         """Store progress; return whether cancellation was requested, or None if the lease is lost."""
         values = {"id": job_id, "token": token, "progress": percent, "message": message}
-        with raw_transaction(self.database, write=True) as cursor:
+        with raw_transaction(self.database, write=True, one_statement=True) as cursor:
             rows = self._progress.execute(cursor, values)
         return bool(rows[0][0]) if rows else None
 
     def cancel_requested(self, job_id: str, token: str) -> bool | None:
         """Whether cancellation was requested, or None if the lease is lost (a read)."""
-        with raw_transaction(self.database, write=False) as cursor:
+        with raw_transaction(self.database, write=False, one_statement=True) as cursor:
             rows = self._flags.execute(cursor, {"id": job_id, "token": token})
         return bool(rows[0][0]) if rows else None
 
@@ -244,7 +235,7 @@ class LeaseStore:
     def finish(self, job_id: str, token: str, outcome: Outcome) -> bool:
         """Write ``outcome`` to a held job and drop the lease; False if this worker no longer holds
         the job (nothing is written then)."""
-        with raw_transaction(self.database, write=True) as cursor:
+        with raw_transaction(self.database, write=True, one_statement=True) as cursor:
             return self._finish.rowcount(cursor, self._outcome_values(job_id, token, outcome)) == 1
 
     def finish_then_claim(
@@ -280,48 +271,3 @@ class LeaseStore:
             "run_after": outcome.run_after,
             "refund": 1 if outcome.refund_attempt else 0,
         }
-
-    # -- the reaper --------------------------------------------------------------------------
-
-    def has_expired(self) -> bool:
-        query = select(jobs.c.id).where(state_is("running"), jobs.c.lease_expires_at < self.clock())
-        with self.database.session() as session:
-            return session.execute(query.limit(1)).first() is not None
-
-    def reap(self, retry_delay: Callable[[int], float]) -> ReapReport:
-        """Requeue running jobs whose lease ran out (the attempt counts, ``retry_delay(attempts)``
-        seconds from now), or end them ``dead`` once they used ``max_attempts`` (``cancelled`` if
-        cancellation was requested)."""
-        now = self.clock()
-        expired = (
-            select(
-                jobs.c.id, jobs.c.attempts, jobs.c.max_attempts, jobs.c.cancel_requested, jobs.c.lease_owner
-            )
-            .where(state_is("running"), jobs.c.lease_expires_at < now)
-            .limit(REAP_BATCH)
-            .with_for_update(skip_locked=True)
-        )
-        counts = {"queued": 0, "dead": 0, "cancelled": 0}
-        with self.database.session(write=True) as session:
-            for row in session.execute(expired).all():
-                message = (
-                    f"worker {row.lease_owner} stopped renewing its lease (it died, hung or lost the "
-                    f"database) during attempt {row.attempts} of {row.max_attempts}"
-                )
-                values: dict[str, Any] = {
-                    "lease_token": None,
-                    "lease_expires_at": None,
-                    "error_type": "WorkerLost",
-                    "error_message": message,
-                    "error_traceback": None,
-                }
-                if row.cancel_requested:
-                    values |= {"state": "cancelled", "finished_at": now}
-                elif row.attempts >= row.max_attempts:
-                    values |= {"state": "dead", "finished_at": now}
-                else:
-                    delay = timedelta(seconds=retry_delay(row.attempts))
-                    values |= {"state": "queued", "run_after": now + delay}
-                session.execute(update(jobs).where(jobs.c.id == row.id, state_is("running")).values(values))
-                counts[values["state"]] += 1
-        return ReapReport(counts["queued"], counts["dead"], counts["cancelled"])

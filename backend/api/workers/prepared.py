@@ -20,7 +20,7 @@ from sqlalchemy.sql import Executable
 
 from api.core.config import SQLITE_URL_PREFIX
 from api.core.database import Database
-from api.workers.write_gate import write_gate
+from api.workers.write_gate import gate_for
 
 Processor = Callable[[Any], Any] | None
 Row = tuple[Any, ...]
@@ -37,10 +37,13 @@ class PreparedStatement:
         binds = {name: bind for bind, name in compiled.bind_names.items()}
         # Literal values written into the statement (``state == "queued"``) travel as parameters.
         self._defaults = {name: bind.effective_value for name, bind in binds.items() if not bind.required}
-        self._names: list[str] | None = list(compiled.positiontup) if compiled.positiontup else None
         self._binds: dict[str, Processor] = {
             name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in binds.items()
         }
+        # qmark (SQLite) takes a tuple in this order; pyformat (psycopg) takes a dict.
+        self._positional: list[tuple[str, Processor]] | None = (
+            [(name, self._binds[name]) for name in compiled.positiontup] if compiled.positiontup else None
+        )
         self._dialect = dialect
         self._returning = list(returning)
         # Built on first use: some processors depend on the type code the driver reports.
@@ -49,13 +52,14 @@ class PreparedStatement:
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         """The DBAPI parameters for ``values`` (plus the statement's literal values), processed."""
         merged = {**self._defaults, **values}
-        processed = {
-            name: processor(merged[name]) if (processor := self._binds.get(name)) else merged[name]
-            for name in merged
+        if self._positional is not None:
+            return tuple(
+                processor(merged[name]) if processor else merged[name] for name, processor in self._positional
+            )
+        return {
+            name: processor(value) if (processor := self._binds.get(name)) else value
+            for name, value in merged.items()
         }
-        if self._names is None:
-            return processed
-        return tuple(processed[name] for name in self._names)
 
     def execute(self, cursor: Any, values: Mapping[str, Any]) -> list[Row]:
         """Run the statement; return its (processed) rows, or ``[]`` when it returns none."""
@@ -83,17 +87,18 @@ class PreparedStatement:
 
 
 @contextmanager
-def raw_transaction(database: Database, *, write: bool) -> Iterator[Any]:
+def raw_transaction(database: Database, *, write: bool, one_statement: bool = False) -> Iterator[Any]:
     """A DBAPI cursor in one transaction on a pooled connection: committed on success, rolled back
-    on any error. ``write=True`` on SQLite passes the writer gate (``write_gate``) and begins with
+    on any error. ``write=True`` on SQLite passes the writer gate (``write_gate``), then begins with
     ``BEGIN IMMEDIATE`` (the write lock up front, so a read-then-write never fails its lock
-    upgrade); PostgreSQL begins implicitly."""
+    upgrade); PostgreSQL begins implicitly. ``one_statement=True`` (the block runs a single
+    statement): SQLite runs it in autocommit mode, atomic on its own, without BEGIN and COMMIT."""
     path = sqlite_path(database)
-    with write_gate(path) if write and path else nullcontext():
+    with gate_for(path).held() if write and path else nullcontext():
         connection = database.engine.raw_connection()
         try:
             cursor = connection.cursor()
-            if database.is_sqlite:
+            if database.is_sqlite and not one_statement:
                 # The record store's SQLite connections run in autocommit mode (api.core.database).
                 cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:

@@ -28,6 +28,8 @@ TASK_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 # its module here.
 BUILTIN_TASK_MODULES: Final = ("api.workers.tasks",)
 
+PLAIN_KINDS: Final = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
 TaskFunction = TypeVar("TaskFunction", bound=Callable[..., Any])
 PeriodicFunction = TypeVar("PeriodicFunction", bound=Callable[[], object])
 
@@ -42,13 +44,27 @@ class TaskSpec:
     max_attempts: int | None = None
     timeout_seconds: float | None = None
     signature: inspect.Signature = field(init=False, repr=False, compare=False)
+    # For the usual ``fn(ctx, a, b=1, *, c)``: its keyword names and the required ones, so a submit
+    # checks its arguments with two set operations instead of ``Signature.bind``.
+    _names: frozenset[str] | None = field(init=False, repr=False, compare=False)
+    _required: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "signature", inspect.signature(self.function))
+        signature = inspect.signature(self.function)
+        parameters = list(signature.parameters.values())[1:]
+        plain = bool(signature.parameters) and all(p.kind in PLAIN_KINDS for p in parameters)
+        object.__setattr__(self, "signature", signature)
+        object.__setattr__(self, "_names", frozenset(p.name for p in parameters) if plain else None)
+        object.__setattr__(self, "_required", frozenset(p.name for p in parameters if p.default is p.empty))
 
     def check_arguments(self, args: Mapping[str, Any]) -> None:
         """Raise ``TypeError`` (naming the argument) if ``args`` do not fit the task's parameters."""
-        self.signature.bind(None, **args)
+        if self._names is None:
+            self.signature.bind(None, **args)
+        elif unexpected := args.keys() - self._names:
+            raise TypeError(f"got an unexpected keyword argument {min(unexpected)!r}")
+        elif missing := self._required - args.keys():
+            raise TypeError(f"missing a required argument: {min(missing)!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,6 @@ stops it."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -17,7 +14,8 @@ from api.workers.queue import JobQueue
 from api.workers.records import DEFAULT_CLOCK, Clock
 from api.workers.scheduler import PeriodicTask, Scheduler
 from api.workers.transport import LocalWakeup
-from api.workers.worker import Worker, WorkerConfig
+from api.workers.worker import Worker, process_owner
+from api.workers.worker_config import WorkerConfig
 
 
 class JobWorkers:
@@ -68,11 +66,6 @@ class JobWorkers:
             yield
         finally:
             await asyncio.to_thread(self.stop)
-
-
-def process_owner() -> str:
-    """A name for this process in lease and slot records: host, pid and a random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def build_job_workers(

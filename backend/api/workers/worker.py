@@ -6,6 +6,7 @@ Threads, all daemons (a task stuck in C code never keeps the process alive):
   ``JOBS_POLL_INTERVAL_SECONDS`` with a read, so jobs from other processes start within that time
   and an idle worker never takes the write lock;
 - ``concurrency`` **slot** threads run the jobs (a process-type task waits on the process pool);
+  a slot that records an outcome while more jobs are ready claims the next in the same transaction;
 - the **monitor** renews the leases of running jobs, relays cancellation, ends jobs past their
   timeout and runs the reaper (jobs of dead workers), on the injected clock.
 
@@ -23,51 +24,29 @@ import random
 import socket
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
 from api.core.config import Settings
 from api.core.database import Database
+from api.workers import reaper
 from api.workers.child import ProcessPool
 from api.workers.context import JobContext
 from api.workers.leases import LeaseStore
 from api.workers.records import DEFAULT_CLOCK, ClaimedJob, Clock, Outcome
 from api.workers.registry import TaskRegistry
-from api.workers.runner import JobRunner, RetryPolicy
+from api.workers.runner import JobRunner
+from api.workers.worker_config import WorkerConfig
 
 logger = logging.getLogger(__name__)
 
-MAX_TICK_SECONDS: Final = 0.25
 ERROR_PAUSE_SECONDS: Final = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerConfig:
-    concurrency: int = 2
-    lease_seconds: float = 30.0
-    poll_interval_seconds: float = 0.05
-    shutdown_grace_seconds: float = 30.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, concurrency: int | None = None) -> WorkerConfig:
-        return cls(
-            concurrency=settings.ret_worker_concurrency if concurrency is None else concurrency,
-            lease_seconds=settings.jobs_lease_seconds,
-            poll_interval_seconds=settings.jobs_poll_interval_seconds,
-            shutdown_grace_seconds=settings.jobs_shutdown_grace_seconds,
-            retry=RetryPolicy(settings.jobs_retry_backoff_seconds, settings.jobs_retry_backoff_max_seconds),
-        )
-
-    @property
-    def renew_seconds(self) -> float:
-        """Leases are renewed three times per lease: two renewals can fail before one expires."""
-        return self.lease_seconds / 3
-
-    @property
-    def tick_seconds(self) -> float:
-        return min(MAX_TICK_SECONDS, self.lease_seconds / 6)
+def process_owner() -> str:
+    """A name for this process in lease and slot records: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +69,7 @@ class Worker:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = process_owner()
         self._registry = registry
         self._leases = LeaseStore(database, clock)
         self._pool = ProcessPool(max(1, config.concurrency))
@@ -188,9 +167,12 @@ class Worker:
 
     def reap(self) -> None:
         """Requeue (or end) jobs whose worker stopped renewing their lease."""
-        if not self._leases.has_expired():
+        database, clock = self._leases.database, self._leases.clock
+        if not reaper.has_expired(database, clock):
             return
-        report = self._leases.reap(lambda attempt: self.config.retry.delay(attempt, self._runner.rng))
+        report = reaper.reap(
+            database, clock, lambda attempt: self.config.retry.delay(attempt, self._runner.rng)
+        )
         logger.warning(
             "reaper: %d jobs with an expired lease requeued, %d dead, %d cancelled",
             report.requeued,

@@ -16,7 +16,8 @@ from api.core import config
 from api.core.database import Database, open_database
 from api.workers.queue import JobQueue
 from api.workers.registry import load_task_modules, registry
-from api.workers.worker import Worker, WorkerConfig
+from api.workers.worker import Worker
+from api.workers.worker_config import WorkerConfig
 from tests.support.jobs import FakeUtcClock
 
 runner = CliRunner()

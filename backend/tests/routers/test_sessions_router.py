@@ -258,3 +258,14 @@ def test_upload_bytes_per_hour_are_limited_and_refunded_on_failure(
     assert (
         client.post(f"/api/sessions/{session_id}/files", files=small, headers=auth_headers).status_code == 201
     )
+
+
+def test_deleting_a_session_cancels_its_queued_jobs(client: TestClient, auth_headers: dict[str, str]) -> None:
+    from api.workers.tasks import NOOP_TASK
+
+    session_id = _create(client, auth_headers)
+    resources = client.app.state.resources  # type: ignore[attr-defined]
+    job = resources.jobs.submit(NOOP_TASK, {}, user_id=1, session_id=session_id, delay_seconds=3600)
+    report = client.delete(f"/api/sessions/{session_id}", headers=auth_headers).json()
+    assert report["steps"]["cancel jobs"] == 1
+    assert resources.jobs.get(job.id).state == "cancelled"

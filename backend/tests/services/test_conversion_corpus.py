@@ -18,7 +18,14 @@ MAX_RSS_GROWTH = 300 * 1024 * 1024
 LIMITS = ScanLimits(
     max_depth=5, max_files=20_000, max_total_bytes=2 << 30, max_file_bytes=512 << 20, max_ratio=200
 )
-VARYING = ("started_at", "finished_at", "duration_seconds", "processes", "worker_peak_rss_bytes")
+VARYING = (
+    "started_at",
+    "finished_at",
+    "duration_seconds",
+    "phase_seconds",
+    "processes",
+    "worker_peak_rss_bytes",
+)
 
 
 @pytest.mark.slow

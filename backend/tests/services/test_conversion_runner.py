@@ -49,7 +49,7 @@ def test_one_process_makes_one_part(tmp_path: Path, spools: Path) -> None:
 def test_several_processes_get_contiguous_parts_in_order(tmp_path: Path, spools: Path) -> None:
     runner = Runner(2, 1 << 40, lambda: None, lambda result: None)  # never starts a pool
     cutter = PartCutter(runner, None, spools, 1 << 20)
-    files = [PartFile(n, f"{n}.xml", Path(f"{n}.xml"), PART_BYTES // 3, None) for n in range(10)]
+    files = [PartFile(n, f"{n}.xml", Path(f"{n}.xml"), PART_BYTES // 3 + 1, None) for n in range(10)]
     for part_file in files:
         cutter.add(part_file)
     cutter.flush()

@@ -17,7 +17,7 @@ from api.services.table_merge import (
     write_table,
 )
 from api.services.table_spool import PartWriter, SpooledTable
-from api.services.xml_records import Record
+from api.services.xml_selection import Record
 
 SOURCES = {0: "a.zip!/one.xml", 1: "b, with comma.xml", 2: "=cmd.xml"}
 

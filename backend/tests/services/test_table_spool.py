@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from api.services.table_spool import PartWriter, csv_cell, value_cell
-from api.services.xml_records import Record
+from api.services.xml_selection import Record
 
 
 def _record(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from api.services import filenames
 from api.services.zip_safety import (
     CopyLimits,
     LimitExceededError,
@@ -136,3 +137,8 @@ def test_every_chunk_is_charged_before_it_is_written() -> None:
     _copy(b"x" * 600_000, 600_000, CopyLimits(1 << 30, 200), charged)
     assert sum(charged) == 600_000
     assert len(charged) > 1
+
+
+@pytest.mark.parametrize("name", ["a.xml", "Book_1.XML", "x-y.z", "aux.xml", "con", "trailing.", "a" * 250])
+def test_plain_names_are_kept_exactly_as_safe_filename_would(paths: MemberPaths, name: str) -> None:
+    assert paths.path(name).name == filenames.safe_filename(name)

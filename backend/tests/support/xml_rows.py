@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from api.services.xml_names import NameCache
-from api.services.xml_records import Record, read_records
+from api.services.xml_records import read_records
+from api.services.xml_selection import Record
 
 
 def records(

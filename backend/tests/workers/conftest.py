@@ -16,7 +16,8 @@ from api.core.database import Database
 from api.workers.queue import JobQueue
 from api.workers.registry import load_task_modules, registry
 from api.workers.runner import RetryPolicy
-from api.workers.worker import Worker, WorkerConfig
+from api.workers.worker import Worker
+from api.workers.worker_config import WorkerConfig
 from tests.support.job_tasks import gate
 from tests.support.jobs import FakeUtcClock, fresh_postgres_schema, postgres_available
 

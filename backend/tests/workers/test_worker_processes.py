@@ -69,7 +69,7 @@ def test_every_job_succeeds_through_fifty_sigkills_of_worker_processes(
     queue = JobQueue(Database(database_url))
     log = tmp_path / "executions.log"
     jobs = [
-        queue.submit("tests.record", {"log": str(log), "seconds": rng.uniform(0.1, 0.2)}) for _ in range(200)
+        queue.submit("tests.record", {"log": str(log), "seconds": rng.uniform(0.15, 0.3)}) for _ in range(200)
     ]
     env = worker_environment(
         tmp_path, database_url, JOBS_LEASE_SECONDS="1", JOBS_RETRY_BACKOFF_SECONDS="0.05", LOG_LEVEL="ERROR"

@@ -1,0 +1,107 @@
+"""Incremental parsing of large documents: records yielded as they end, then cleared.
+
+Memory stays bounded by the largest record: a finished record (or any other finished subtree on
+the records' levels) is cleared and its earlier siblings deleted, except inside a Crossref ``head``,
+which is kept whole until it ends and becomes the context of the records after it.
+
+The document's own rules (``xml_selection``) need only *end* events: a record is an element whose
+parent is the record container (Crossref ``body``, else the root), which is one identity check per
+element. A request's record path needs the general walk over start and end events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from api.services import xml_safety
+from api.services.xml_flatten import flatten
+from api.services.xml_names import Element, NameCache, Names
+from api.services.xml_selection import Record, context, is_crossref, local, matches, tag
+
+
+def stream_records(path: Path, record_path: tuple[str, ...] | None, cache: NameCache) -> Iterator[Record]:
+    """The records of the document at ``path``, parsed incrementally.
+
+    Raises:
+        RefusedDocumentError: the parsed document still carries a DOCTYPE.
+        etree.XMLSyntaxError: malformed, possibly after some records were yielded.
+    """
+    with path.open("rb") as source:  # closed however the caller stops iterating
+        if record_path is None:
+            yield from _by_rule(source, cache)
+        else:
+            yield from _by_path(source, record_path, cache)
+
+
+def _by_rule(source: BinaryIO, cache: NameCache) -> Iterator[Record]:
+    root: Element | None = None
+    container: Element | None = None  # the parent of the records: body, or the root itself
+    names: Names | None = None
+    head_context: dict[str, str] = {}
+    for _, element in xml_safety.iterparse(source, ("end",)):
+        parent = element.getparent()
+        if root is None:  # the first end event: the root and its declarations are known
+            root = element.getroottree().getroot()
+            xml_safety.check_docinfo(root.getroottree())
+            names = cache.for_root(root)
+            container = None if is_crossref(root) else root
+        assert names is not None
+        if parent is None:
+            continue  # the root ended: the last event
+        if container is None and parent.getparent() is root and local(tag(parent)) == "body":
+            container = parent
+        if parent is container:
+            yield Record(names.element(element, tag(element)), head_context, flatten(element, names))
+            _release(element)
+        elif parent is root:  # Crossref: head, body or another child of the root
+            if container is not root and local(tag(element)) == "head" and not head_context:
+                head_context = context(element, names)
+            _release(element)
+
+
+def _by_path(source: BinaryIO, steps: tuple[str, ...], cache: NameCache) -> Iterator[Record]:
+    names: Names | None = None
+    crossref = False
+    head_context: dict[str, str] = {}  # Crossref head: known once head ends, for the records after it
+    in_head = False  # head is kept whole until it ends
+    on_path = [True]  # on_path[d]: the open element at depth d matches the first d steps
+    depth = 0
+    inside = False  # within a record: its descendants are kept until it ends
+    for event, element in xml_safety.iterparse(source, ("start", "end")):
+        if event == "start":
+            depth += 1
+            if depth == 1:
+                xml_safety.check_docinfo(element.getroottree())
+                names = cache.for_root(element)
+                crossref = is_crossref(element)
+            elif depth == 2 and crossref and not head_context:
+                in_head = local(tag(element)) == "head"
+            if not inside:
+                assert names is not None
+                matched = on_path[-1] and depth <= len(steps) and matches(steps[depth - 1], element, names)
+                on_path.append(matched)
+                inside = matched and depth == len(steps)
+            continue
+        if inside and depth > len(steps):
+            depth -= 1
+            continue
+        assert names is not None
+        if inside:
+            yield Record(names.element(element, tag(element)), head_context, flatten(element, names))
+            inside = False
+        if in_head and depth == 2:
+            head_context, in_head = context(element, names), False
+        on_path.pop()
+        if on_path[-1] and not in_head:
+            _release(element)  # the top of a subtree that is done with: records, head, non-matching
+        depth -= 1
+
+
+def _release(element: Element) -> None:
+    element.clear(keep_tail=False)
+    parent = element.getparent()
+    if parent is not None:
+        while element.getprevious() is not None:
+            del parent[0]
