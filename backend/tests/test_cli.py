@@ -45,7 +45,7 @@ def test_ret_serve_answers_health_and_docs(tmp_path: Path) -> None:
     process = subprocess.Popen(command, cwd=BACKEND_DIR, env=env, stdout=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until_serving(base + "/api/health", process, time.monotonic() + 30)
+        wait_until_serving(base + "/api/health", process, time.monotonic() + 90)
         assert httpx.get(base + "/api/health").json() == {"status": "ok"}
         assert httpx.get(base + "/docs").status_code == 200
     finally:

@@ -8,6 +8,7 @@ with its reason, its rows are rolled back, and the part goes on.
 from __future__ import annotations
 
 import hashlib
+import re
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from api.services.xml_records import WHOLE_DOCUMENT_BYTES, read_records
 from api.services.xml_safety import RefusedDocumentError
 
 HASH_CHUNK: Final = 1024 * 1024
+STATUS_FILE: Final = Path("/proc/self/status")
+_VM_HWM = re.compile(r"^VmHWM:\s+(\d+) kB", re.MULTILINE)
 _names = NameCache()  # one per process: column names are cached across the documents it reads
 
 
@@ -82,8 +85,17 @@ def convert_part(task: PartTask, file_done: Callable[[], None] | None = None) ->
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident set size so far (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """This process's peak resident set size so far.
+
+    ``/proc/self/status`` first: ``getrusage`` keeps a peak inherited across fork and exec.
+    """
+    try:
+        match = _VM_HWM.search(STATUS_FILE.read_text())
+    except OSError:
+        match = None
+    if match is not None:
+        return int(match.group(1)) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports kilobytes
 
 
 def _convert_file(part_file: PartFile, task: PartTask, writer: PartWriter) -> FileOutcome:

@@ -26,7 +26,7 @@ Executor = Literal["thread", "process"]
 TASK_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 # Modules imported by every API and worker process; a new part of the app that defines tasks adds
 # its module here.
-BUILTIN_TASK_MODULES: Final = ("api.workers.tasks",)
+BUILTIN_TASK_MODULES: Final = ("api.workers.tasks", "api.workers.conversion_task")
 
 PLAIN_KINDS: Final = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
