@@ -19,25 +19,12 @@ from typing import Any
 import pytest
 
 from api.core.cache_contract import CacheBackend
+from tests.support.clock import FakeClock
 
-START_TIME = 1_000_000.0
 DEFAULT_TTL = 100.0
 MAX_VALUE_BYTES = 4096
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
-
-
-class FakeClock:
-    """A clock that moves only when told to (``advance``); pass it as a backend's ``clock``."""
-
-    def __init__(self, now: float = START_TIME) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 CacheFactory = Callable[[FakeClock], CacheBackend]

@@ -11,7 +11,7 @@ import pytest
 
 from api.core.rate_limit_policy import Policy
 from api.core.rate_limit_store import BucketState, RateLimitStore
-from tests.core.cache_contract import FakeClock
+from tests.support.clock import FakeClock
 
 PER_MINUTE = Policy("per-minute", 3, 60)  # interval 20 s, capacity 3
 PER_SECOND = Policy("per-second", 2, 1)  # interval 0.5 s, capacity 2

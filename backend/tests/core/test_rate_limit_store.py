@@ -20,8 +20,8 @@ from api.core.rate_limit_store import (
 )
 from api.core.session_cache import SessionCache
 from tests.conftest import make_settings
-from tests.core.cache_contract import FakeClock
 from tests.core.rate_limit_store_contract import PER_MINUTE, RateLimitStoreContract
+from tests.support.clock import FakeClock
 
 HOURLY = Policy("hourly", 100, 3600)
 

@@ -18,7 +18,7 @@ from api.services.rate_limiter import (
     warn_unsafe_settings,
 )
 from tests.conftest import make_settings
-from tests.core.cache_contract import FakeClock
+from tests.support.clock import FakeClock
 
 LOGIN = Policy("login", 5, 900)  # one attempt back every 180 s
 FAST = Policy("fast", 2, 1)

@@ -33,7 +33,7 @@ from api.core.rate_limit_memory import MemoryRateLimitStore
 from api.core.rate_limit_policy import Policy
 from api.core.rate_limit_store import RateLimitStore, SQLiteRateLimitStore
 from api.services.rate_limiter import RateLimiter
-from tests.core.cache_contract import FakeClock
+from tests.support.clock import FakeClock
 
 KEYS = ("ip:a", "ip:b")
 LIMITS = (1, 2, 4, 5, 8, 10)  # divide 10⁹: GCRA's interval is exact

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+START_TIME = 1_000_000.0
+
 
 class FakeClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
+    """A clock that moves only when told to (``advance``); pass it as a component's ``clock``."""
+
+    def __init__(self, now: float = START_TIME) -> None:
+        self.now = now
 
     def __call__(self) -> float:
         return self.now
