@@ -10,8 +10,8 @@ from harness import format_ratio, format_us, markdown_table
 
 OURS, HUEY, CELERY = "ours (SQLite)", "Huey SqliteHuey", "Celery + Redis"
 NOTES = """\
-- Enqueue: single submits, the job stored and nothing running, the systems taking turns call by
-  call. The mean includes SQLite's WAL checkpoints (a write of the accumulated pages every ~1,000
+- Enqueue: single submits, the job stored and nothing running, the systems taking turns every 100
+  calls. The mean includes SQLite's WAL checkpoints (a write of the accumulated pages every ~1,000
   pages), which the median leaves out.
 - Throughput: the enqueued backlog run by two worker processes of each system, one system at a time;
   jobs/s from the first task's start to the last one's. Ours: `ret worker --processes 2` (2 threads
