@@ -32,7 +32,9 @@ from api.core.sqlite import SQLiteStoreError, Synchronous, ThreadConnections, im
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+# Version 2 dropped the index on expires_at: it doubled the cost of every write, and expired rows
+# are found by walking key windows instead (see _cull_window).
+SCHEMA_VERSION: Final = 2
 SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS session_cache (
         key TEXT PRIMARY KEY NOT NULL,
@@ -40,7 +42,7 @@ SCHEMA: Final = (
         value NOT NULL,
         expires_at REAL NOT NULL
     ) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS session_cache_expires_at ON session_cache (expires_at)",
+    "DROP INDEX IF EXISTS session_cache_expires_at",
 )
 SELECT_LIVE: Final = "SELECT kind, value, expires_at FROM session_cache WHERE key = ?1 AND expires_at > ?2"
 UPSERT: Final = (
@@ -62,15 +64,18 @@ INCR: Final = (
 )
 DELETE_ONE: Final = "DELETE FROM session_cache WHERE key = ?1 RETURNING expires_at"
 TOUCH: Final = "UPDATE session_cache SET expires_at = ?1 WHERE key = ?2 AND expires_at > ?3"
-CULL: Final = (
-    "DELETE FROM session_cache WHERE key IN (SELECT key FROM session_cache WHERE expires_at <= ?1 LIMIT ?2)"
-)
+# Expired rows are culled one window of keys at a time: find where the window ends, then delete the
+# expired rows up to there. Both walk the primary key, so the cost is bounded by the window size.
+WINDOW_END: Final = "SELECT key FROM session_cache WHERE key > ?1 ORDER BY key LIMIT 1 OFFSET ?2"
+CULL_RANGE: Final = "DELETE FROM session_cache WHERE key > ?1 AND key <= ?2 AND expires_at <= ?3"
+CULL_TAIL: Final = "DELETE FROM session_cache WHERE key > ?1 AND expires_at <= ?2"
 COUNT_LIVE: Final = "SELECT COUNT(*) FROM session_cache WHERE expires_at > ?1"
 
-# Culling a few expired rows on every write is bounded work, but not free: do it every Nth write.
+# Culling on writes is bounded work, but not free: every Nth write looks at the next window of keys,
+# so over a full pass of the table every expired row is found without a sweep.
 CULL_EVERY_WRITES: Final = 16
-CULL_BATCH: Final = 64
-PURGE_BATCH: Final = 5000
+CULL_WINDOW: Final = 256
+PURGE_WINDOW: Final = 5000
 # Above this many keys a prefix delete invalidates every L1 at once instead of key by key.
 PER_KEY_INVALIDATION_LIMIT: Final = 64
 GET_MANY_CHUNK: Final = 500
@@ -131,6 +136,7 @@ class SessionCache:
             ("hits_l1", "hits_l2", "misses", "sets", "deletes", "l1_evictions", "expired_purged"), 0
         )
         self._writes = 0
+        self._cull_cursor = ""
         mode: Synchronous = synchronous or (defaults.ret_session_db_synchronous if defaults else "NORMAL")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -370,15 +376,29 @@ class SessionCache:
         self.clear_local()
 
     def purge_expired(self) -> int:
+        """Delete every expired row, one window of keys per statement so writers are never held up long."""
         now = self._clock()
-        total = 0
+        total, cursor = 0, ""
         while True:
-            removed = self._execute(CULL, (now, PURGE_BATCH)).rowcount
+            removed, end = self._cull_window(cursor, PURGE_WINDOW, now)
             total += removed
-            if removed < PURGE_BATCH:
+            if end is None:
                 break
+            cursor = end
         self._count("expired_purged", total)
         return total
+
+    def _cull_window(self, after: str, window: int, now: float) -> tuple[int, str | None]:
+        """Delete the expired rows among the ``window`` keys after ``after``.
+
+        Returns the rows removed and the last key of the window, or None when the window reached the
+        end of the table. Expired rows need no L1 invalidation: any L1 copy has the same expiry.
+        """
+        row = self._execute(WINDOW_END, (after, window - 1)).fetchone()
+        if row is None:
+            return self._execute(CULL_TAIL, (after, now)).rowcount, None
+        end: str = row[0]
+        return self._execute(CULL_RANGE, (after, end, now)).rowcount, end
 
     def _after_write(self, key: str, counter: str, now: float) -> None:
         # After the commit: bump the slot so every process's L1 copy is stale (including ours).
@@ -389,7 +409,8 @@ class SessionCache:
     def _maybe_cull(self, now: float) -> None:
         self._writes += 1
         if self._writes % CULL_EVERY_WRITES == 0:
-            culled = self._execute(CULL, (now, CULL_BATCH)).rowcount
+            culled, end = self._cull_window(self._cull_cursor, CULL_WINDOW, now)
+            self._cull_cursor = end or ""
             if culled:
                 self._count("expired_purged", culled)
 

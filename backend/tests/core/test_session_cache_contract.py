@@ -20,8 +20,8 @@ from api.core import cache_codec
 from api.core.cache_contract import SessionCacheError
 from api.core.config import Settings, get_settings
 from api.core.session_cache import (
-    CULL_BATCH,
     CULL_EVERY_WRITES,
+    CULL_WINDOW,
     PER_KEY_INVALIDATION_LIMIT,
     SCHEMA_VERSION,
     SessionCache,
@@ -111,11 +111,11 @@ def make_cache(db_path: Path, clock: FakeClock) -> Iterator[CacheMaker]:
         cache.close()
 
 
-def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
+def query(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Run ``sql`` on a fresh sqlite3 connection, as an operator's shell would."""
     connection = sqlite3.connect(path)
     try:
-        return connection.execute(sql).fetchall()
+        return connection.execute(sql, params).fetchall()
     finally:
         connection.close()
 
@@ -363,12 +363,56 @@ def test_writes_cull_expired_rows_without_a_sweep(
     make_cache: CacheMaker, db_path: Path, clock: FakeClock
 ) -> None:
     cache = make_cache()
-    dead = 2 * CULL_BATCH
-    cache.set_many({f"dead:{index}": index for index in range(dead)}, 10)
+    dead = 2 * CULL_WINDOW
+    cache.set_many({f"dead:{index:04}": index for index in range(dead)}, 10)
     clock.advance(10)
     for index in range(2 * CULL_EVERY_WRITES):
         cache.set(f"live:{index}", index)
     assert query(db_path, "SELECT COUNT(*) FROM session_cache WHERE key LIKE 'dead:%'") == [(0,)]
+
+
+def test_write_culling_walks_the_whole_table_and_wraps_around(
+    make_cache: CacheMaker, db_path: Path, clock: FakeClock
+) -> None:
+    cache = make_cache()
+    # Three windows of live keys in the middle, dead keys at both ends of the key order.
+    cache.set_many({f"m:{index:04}": index for index in range(3 * CULL_WINDOW)}, 1000)
+    cache.set_many(
+        {f"a:{index}": index for index in range(10)} | {f"z:{index}": index for index in range(10)}, 10
+    )
+    clock.advance(10)
+    writes = 0
+    while query(db_path, "SELECT COUNT(*) FROM session_cache WHERE expires_at <= ?", (clock(),)) != [(0,)]:
+        cache.set("m:0000", writes, 1000)
+        writes += 1
+        assert writes <= 6 * CULL_EVERY_WRITES, "culling never reached some expired rows"
+    # The a: keys were reached on the first window; the z: keys only after passing the middle.
+    assert writes > 3 * CULL_EVERY_WRITES - CULL_EVERY_WRITES
+    assert cache.stats()["expired_purged"] == 20
+    assert cache.stats()["entries"] == 3 * CULL_WINDOW
+
+
+def test_a_version_1_file_is_upgraded_in_place_keeping_its_entries(db_path: Path, clock: FakeClock) -> None:
+    expires_at = clock() + 100
+    execute_script(
+        db_path,
+        "CREATE TABLE session_cache (key TEXT PRIMARY KEY NOT NULL, kind INTEGER NOT NULL, value NOT NULL,"
+        " expires_at REAL NOT NULL) WITHOUT ROWID;"
+        "CREATE INDEX session_cache_expires_at ON session_cache (expires_at);"
+        f"INSERT INTO session_cache VALUES ('kept', {cache_codec.KIND_INT}, 7, {expires_at});"
+        "PRAGMA user_version = 1;",
+    )
+    cache = SessionCache(db_path, 10, default_ttl=DEFAULT_TTL, clock=clock, max_value_bytes=MAX_VALUE_BYTES)
+    assert cache.get("kept") == 7
+    assert query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert (
+        query(
+            db_path,
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL",
+        )
+        == []
+    )
+    cache.close()
 
 
 def test_file_does_not_grow_with_dead_entries(
