@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import report
+import report_session_cache as report
 from cache_peers import (
     L1_SIZE,
     PreMigrationCache,
@@ -43,7 +43,7 @@ from cache_peers import (
 )
 from harness import Plan, Sampler, Timing, machine_description, measure_interleaved, time_calls
 from incr_contest import run_contest
-from report import (
+from report_session_cache import (
     DELETE,
     DISKCACHE,
     FLOOR,
@@ -54,6 +54,7 @@ from report import (
     MISS,
     OURS,
     PRE_MIGRATION,
+    PRE_MIGRATION_HELD,
     REDIS,
     SET,
     TTLCACHE,
@@ -156,6 +157,9 @@ def open_field(directory: Path, redis_client: Any, redis_reason: str, *, tagged:
         DISKCACHE: lambda: diskcache_store(directory / "diskcache", tagged=tagged),
         TTLCACHE: lambda: ttlcache_store(TTLCACHE_SIZE),
         PRE_MIGRATION: lambda: PreMigrationCache(directory / "pre_migration.db").store(),
+        PRE_MIGRATION_HELD: lambda: PreMigrationCache(
+            directory / "pre_migration_held.db", held_open=True
+        ).store(),
     }
     field = Field({}, {})
     for name, opener in openers.items():
