@@ -57,13 +57,13 @@ def validate(
     json_output: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Check this deployment end to end; exit 1 if any check fails."""
-    from api.services import system_check
+    from api.services import system_checks
 
-    results = system_check.run_checks()
+    results = system_checks.run_checks()
     if json_output:
-        typer.echo(orjson.dumps(system_check.render_json(results), option=orjson.OPT_INDENT_2).decode())
+        typer.echo(orjson.dumps(system_checks.render_json(results), option=orjson.OPT_INDENT_2).decode())
     else:
-        typer.echo(system_check.render_text(results))
+        typer.echo(system_checks.render_text(results))
     raise typer.Exit(0 if all(result.ok for result in results) else 1)
 
 
