@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import orjson
 import typer
 
 from api.commands import cache, db, jobs, ratelimit, sessions, users, worker
-from api.core.config import SettingsError, get_settings
+from api.core.config import Settings, SettingsError, get_settings
 
 app = typer.Typer(help="RET v4 backend: serve and operate the Resource Extraction Tool API.")
 app.add_typer(cache.app, name="cache")
@@ -19,6 +21,8 @@ app.command()(worker.worker)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+METRICS_DIRECTORY = "metrics"
+MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @app.command()
@@ -36,6 +40,8 @@ def serve(
     except SettingsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    if (workers > 1 and not reload) or settings.prometheus_multiproc_dir is not None:
+        _share_metrics_between_workers(settings)
     typer.echo(f"RET API on http://{host}:{port} — docs at http://{host}:{port}/docs")
     uvicorn.run(
         "api.main:create_app",
@@ -50,6 +56,17 @@ def serve(
         proxy_headers=bool(settings.ret_trusted_proxies),
         forwarded_allow_ips=settings.ret_trusted_proxies,
     )
+
+
+def _share_metrics_between_workers(settings: Settings) -> None:
+    """Give the worker processes one emptied PROMETHEUS_MULTIPROC_DIR (default: under the runtime
+    root), so /api/metrics sums every worker's counters. Workers are spawned, so they import
+    prometheus-client with the variable already set."""
+    from api.core.metrics import reset_multiprocess_directory
+
+    directory = settings.prometheus_multiproc_dir or settings.ret_runtime_root / METRICS_DIRECTORY
+    reset_multiprocess_directory(directory)
+    os.environ[MULTIPROC_VARIABLE] = str(directory)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,6 +16,7 @@ from api.services.auth_service import AuthService, InvalidAccessTokenError, Prin
 from api.services.conversion_jobs import ConversionJobs
 from api.services.health_service import ReadinessProbe
 from api.services.job_service import JobService
+from api.services.metrics import MetricsService
 from api.services.rate_limiter import RateLimiter
 from api.services.storage_service import StorageService
 from api.services.user_service import UserService
@@ -133,3 +135,24 @@ def get_conversion_jobs(queue: JobQueueDep, storage: StorageDep) -> ConversionJo
 
 
 ConversionJobsDep = Annotated[ConversionJobs, Depends(get_conversion_jobs)]
+
+
+def get_metrics_service(resources: ResourcesDep) -> MetricsService:
+    if resources.metrics is None:
+        raise RuntimeError("the metrics service is missing: METRICS_ENABLED is false")
+    return resources.metrics
+
+
+MetricsServiceDep = Annotated[MetricsService, Depends(get_metrics_service)]
+
+
+def require_metrics_reader(token: BearerTokenDep, settings: SettingsDep, auth: AuthServiceDep) -> None:
+    """Admit the scraper's ``METRICS_BEARER_TOKEN`` (when set) or an admin's access token."""
+    configured = settings.metrics_bearer_token
+    expected = configured.get_secret_value().encode() if configured else b""
+    if token and expected and hmac.compare_digest(token.encode(), expected):
+        return
+    get_admin_user(get_current_user(token, auth))
+
+
+MetricsReader = Depends(require_metrics_reader)

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
 from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from api.core.config import Settings, get_settings
 from api.core.logging import configure_logging
+from api.core.metrics import ProcessMetrics
 from api.core.session_cache import install_session_cache
 from api.errors import AppError, install_error_handlers
+from api.middleware.metrics import MetricsMiddleware
 from api.middleware.rate_limit import RateLimitMiddleware
 from api.middleware.request_context import RequestContextMiddleware
 from api.middleware.security_headers import SecurityHeadersMiddleware
@@ -27,8 +29,10 @@ from api.routers import (
     conversions_router,
     health_router,
     jobs_router,
+    metrics_router,
     sessions_router,
 )
+from api.services.metrics import build_metrics_service
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ def create_app(settings: Settings | None = None, *, first_admin: bool = True) ->
     ``first_admin=False`` skips creating the first admin (for in-process checks)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    process_metrics = ProcessMetrics(settings) if settings.metrics_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +76,10 @@ def create_app(settings: Settings | None = None, *, first_admin: bool = True) ->
         install_session_cache(resources.session_cache)
         try:
             # Job workers and the periodic scheduler (housekeeping once per interval across processes).
-            async with resources.job_workers.running(resources.periodic_tasks):
+            async with (
+                resources.job_workers.running(resources.periodic_tasks),
+                _metrics_publishing(resources, process_metrics),
+            ):
                 if first_admin:
                     bootstrap_first_admin(resources)
                 logger.info(
@@ -99,6 +107,8 @@ def create_app(settings: Settings | None = None, *, first_admin: bool = True) ->
     api.include_router(sessions_router.router)
     api.include_router(jobs_router.router)
     api.include_router(conversions_router.router)
+    if settings.metrics_enabled:
+        api.include_router(metrics_router.router)
     app.include_router(api)
     # Added innermost first: request context ends up outermost (DESIGN.md §5).
     if settings.rate_limit_enabled:
@@ -113,8 +123,23 @@ def create_app(settings: Settings | None = None, *, first_admin: bool = True) ->
             expose_headers=["X-Request-ID", "Retry-After", "RateLimit", "RateLimit-Policy"],
         )
     app.add_middleware(SecurityHeadersMiddleware)
+    if process_metrics is not None:
+        # Just inside the request context: it sees every answer, 429s and errors included.
+        app.add_middleware(MetricsMiddleware, metrics=process_metrics)
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+def _metrics_publishing(
+    resources: AppResources, metrics: ProcessMetrics | None
+) -> AbstractAsyncContextManager[None]:
+    """Build the metrics service (when enabled) and keep this process's counters published."""
+    if metrics is None:
+        return nullcontext()
+    resources.metrics = build_metrics_service(
+        metrics, resources.settings, resources.session_cache, resources.rate_limiter, resources.database
+    )
+    return resources.metrics.publishing()
 
 
 _app: FastAPI | None = None

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
@@ -32,6 +33,9 @@ from api.services.user_service import UserService
 from api.workers.queue import JobQueue, QueueDefaults
 from api.workers.registry import load_task_modules
 from api.workers.runtime import JobWorkers, build_job_workers
+
+if TYPE_CHECKING:
+    from api.services.metrics import MetricsService
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ class AppResources:
     # Rate-limit identity: the user id of a valid, verified access token (None: count by address).
     # Called on the event loop for every request with a bearer token: signature and expiry only.
     verify_access_token: AccessTokenVerifier | None = None
+    # GET /api/metrics; set by create_app()'s lifespan when METRICS_ENABLED.
+    metrics: MetricsService | None = None
 
 
 def build_resources(settings: Settings) -> AppResources:

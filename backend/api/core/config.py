@@ -144,6 +144,17 @@ class Settings(BaseSettings):
         AfterValidator(rate_limits.normalize_networks),
     ] = Field(default_factory=list)
 
+    # GET /api/metrics (Prometheus text). Off: the route answers 404. Readers: admins, and callers
+    # sending "Authorization: Bearer <METRICS_BEARER_TOKEN>" when it is set (for the scraper).
+    metrics_enabled: bool = True
+    metrics_bearer_token: SecretStr | None = None
+    # How often each process adds its cache and rate-limit counters to the shared metrics.
+    metrics_sync_interval_seconds: float = Field(default=5, gt=0, le=3600, allow_inf_nan=False)
+    # prometheus-client's directory for the values of several processes; `ret serve --workers N`
+    # sets it (RET_RUNTIME_ROOT/metrics). Set it yourself, to an empty directory, only when starting
+    # several workers some other way. Used as given: prometheus-client reads the same variable.
+    prometheus_multiproc_dir: Path | None = None
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:

@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Final
+from typing import Final, cast
 
+from fastapi.routing import iter_route_contexts
+from starlette.applications import Starlette
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -100,7 +102,7 @@ class RateLimitMiddleware:
         if not self.rules:
             return self.default
         if not self._routes:
-            self._routes = scope["app"].router.routes
+            self._routes = app_routes(scope["app"])
         template = self._template(scope["method"], scope.get("root_path", ""), scope["path"])
         if template is None:
             return self.default
@@ -138,6 +140,13 @@ def _with_headers(send: Send, decision: Decision) -> Send:
 def _unavailable(detail: str) -> JSONResponse:
     body = error_body(detail, RateLimitUnavailableError.code)
     return JSONResponse(body, status_code=503, headers={"Retry-After": UNAVAILABLE_RETRY_SECONDS})
+
+
+def app_routes(app: Starlette) -> Sequence[BaseRoute]:
+    """The app's routes with their full paths. FastAPI keeps an included router as one route of its
+    own (``_IncludedRouter``, whose ``matches`` names no template); its route contexts behave as the
+    routes themselves, prefix included."""
+    return [cast(BaseRoute, context) for context in iter_route_contexts(app.router.routes)]
 
 
 def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str | None:

@@ -107,6 +107,8 @@ def job_result(manifest: dict[str, Any]) -> dict[str, Any]:
         ],
         "limits_hit": manifest["limits_hit"],
         "duration_seconds": manifest["duration_seconds"],
+        # Bytes of the XML files converted: /api/metrics sums them from the jobs table.
+        "xml_bytes": sum(entry["size"] for entry in manifest["files"] if entry["status"] == "converted"),
     }
 
 

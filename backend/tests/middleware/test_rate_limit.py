@@ -234,6 +234,7 @@ def test_middleware_sits_between_cors_and_the_routers(tmp_path: Path) -> None:
     names = [middleware.cls.__name__ for middleware in app.user_middleware]  # type: ignore[attr-defined]
     assert names == [
         "RequestContextMiddleware",
+        "MetricsMiddleware",
         "SecurityHeadersMiddleware",
         "CORSMiddleware",
         "RateLimitMiddleware",
