@@ -1,7 +1,7 @@
 """Running one claimed job: call its task and turn what happened into the job's ``Outcome``.
 
 Outcomes: the task returns JSON → ``succeeded``. It raises ``JobCancelled`` (or fails after
-cancellation was requested) → ``cancelled``. ``JobFailed``, a timeout or a non-JSON result →
+cancellation was requested) → ``cancelled``. Otherwise ``JobFailed``, a timeout or a non-JSON result →
 ``failed``, without retries. Any other exception → ``queued`` again after an exponential backoff
 with jitter, until ``max_attempts`` are used, then ``dead`` with the last error. ``LeaseLost`` →
 no outcome: the job is no longer this worker's. The worker writes the outcome (``leases``).
@@ -91,8 +91,12 @@ class JobRunner:
             return None
         except JobCancelled:
             return Outcome("cancelled")
-        except (JobFailed, JobTimeout) as exc:
+        except JobTimeout as exc:
             return Outcome("failed", error=describe(exc))
+        except JobFailed as exc:
+            # Cancelled first, it may fail for that very reason (its session's cleanup removed what
+            # it works on) before its next progress report would have stopped it.
+            return Outcome("cancelled" if context.is_cancelled() else "failed", error=describe(exc))
         except Exception as exc:
             return self._failed_attempt(claimed, context, exc)
         return Outcome("succeeded", result=result, progress=100)
@@ -123,7 +127,9 @@ class JobRunner:
 
     def _failed_attempt(self, claimed: ClaimedJob, context: JobContext, exc: Exception) -> Outcome:
         error = describe(exc)
-        if context.cancel_requested:
+        # Read, not the flag as last seen: a process-pool task reports progress from its child, so
+        # this process may not have heard of the cancellation yet.
+        if context.is_cancelled():
             return Outcome("cancelled", error=error)
         if claimed.attempts >= claimed.max_attempts:
             return Outcome("dead", error=error)
