@@ -140,7 +140,7 @@ def convert_session(
     finally:
         shutil.rmtree(run.staging, ignore_errors=True)
         if not succeeded:
-            _empty(extracted)
+            _discard_run(storage, session_id, extracted)
     report(100, "done")
     return job_result(manifest)
 
@@ -280,6 +280,15 @@ def _remove_stale_staging(output: Path) -> None:
     # Left by a run whose process died; a new run of the same session replaces it.
     for path in output.glob(f"{STAGING_PREFIX}*"):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _discard_run(storage: StorageService, session_id: str, extracted: Path) -> None:
+    if storage.get_session(session_id) is None:
+        # Deleted while this run went on: its cleanup cancelled the job but could not wait for it,
+        # so what the run wrote since (directories, output records) goes the same way.
+        storage.cleanup_session(session_id)
+    else:
+        _empty(extracted)
 
 
 def _empty(directory: Path) -> None:
