@@ -1,8 +1,9 @@
 """Several processes incrementing shared counters at once: throughput, lost increments, errors.
 
-Each process opens its own store after ``fork()``, waits at a barrier for the others, then runs its
-increments round-robin over the counters; the throughput is every increment over the time from the
-first start to the last finish (``perf_counter_ns`` is CLOCK_MONOTONIC, one clock for all processes).
+Each process (spawned, not forked: see ``run_contest``) opens its own store, waits at a barrier for
+the others, then runs its increments round-robin over the counters; the throughput is every
+increment over the time from the first start to the last finish (``perf_counter_ns`` is
+CLOCK_MONOTONIC, one clock for all processes).
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def _increment(kind: str, path: Path, counters: list[str], operations: int, barr
 
 def run_contest(kind: str, path: Path, processes: int, operations: int, counters: int) -> dict[str, Any]:
     """``processes`` processes × ``operations`` increments on ``counters`` shared counters in ``path``."""
-    context = multiprocessing.get_context("fork")
+    # Spawned: a forked child of this benchmark process, which has used every store by now, hung
+    # before the barrier about one quick run in five (a fresh interpreter never did).
+    context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(processes), context.Queue()
     names = [f"counter:{index:03d}" for index in range(counters)]
     args = (kind, path, names, operations, barrier, results)
