@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import codecs
 import threading
-from typing import BinaryIO, Final, Literal
+from typing import BinaryIO, Final, Literal, TypedDict
 
 from lxml import etree
 
@@ -45,33 +45,38 @@ def parser() -> etree.XMLParser:
     return cached
 
 
+# The one set of parser options for whole documents and incremental parsing alike, so the two
+# can never drift apart: no entities, no network, no DTD, no huge trees; comments and PIs dropped.
+class _SafeOptions(TypedDict):
+    resolve_entities: bool
+    no_network: bool
+    load_dtd: bool
+    dtd_validation: bool
+    huge_tree: bool
+    remove_comments: bool
+    remove_pis: bool
+
+
+SAFE_OPTIONS: Final[_SafeOptions] = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "huge_tree": False,
+    "remove_comments": True,
+    "remove_pis": True,
+}
+
+
 def _new_parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
+    return etree.XMLParser(**SAFE_OPTIONS)
 
 
 def iterparse(
     source: BinaryIO, events: tuple[Literal["start", "end"], ...]
 ) -> etree.iterparse[tuple[str, etree._Element]]:
     """Incremental parsing of ``source`` with the same options, reporting ``events``."""
-    return etree.iterparse(
-        source,
-        events=events,
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
+    return etree.iterparse(source, events=events, **SAFE_OPTIONS)
 
 
 def check_prolog(head: bytes, *, complete: bool) -> None:
