@@ -168,9 +168,24 @@ def normalize_exempt_path(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
+class ExemptPaths:
+    """Exempt path prefixes, compiled: ``path in exempt`` when ``path`` equals a prefix or continues it
+    after a ``/`` (``/docs`` never ``/docsx``). Every request asks, so the test is a set lookup and
+    one ``str.startswith`` over a tuple, both in C."""
+
+    def __init__(self, prefixes: Iterable[str]) -> None:
+        normalized = [normalize_exempt_path(prefix) for prefix in prefixes]
+        self.everything = "/" in normalized
+        self.exact = frozenset(normalized)
+        self.under = tuple(prefix + "/" for prefix in normalized)
+
+    def __contains__(self, path: str) -> bool:
+        return self.everything or path in self.exact or path.startswith(self.under)
+
+
 def is_exempt(path: str, prefixes: Iterable[str]) -> bool:
-    """True when ``path`` equals a prefix or continues it after a ``/`` (``/docs`` never ``/docsx``)."""
-    return any(prefix == "/" or path == prefix or path.startswith(prefix + "/") for prefix in prefixes)
+    """True when ``path`` equals one of ``prefixes`` or continues it after a ``/``."""
+    return path in ExemptPaths(prefixes)
 
 
 DEFAULT_EXEMPT_PATHS: Final = ("/api/health", "/api/ready", "/docs", "/openapi.json")

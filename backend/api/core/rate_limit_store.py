@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,8 +38,17 @@ SCHEMA: Final = """CREATE TABLE IF NOT EXISTS rate_limit_v1 (
     PRIMARY KEY (key, policy)
 ) WITHOUT ROWID"""
 # No index on tat: it changes on every hit and an index would double the write; the purge scans.
-# One policy, one statement: insert an idle bucket's first hit, or move tat only when the hit fits.
-# A refused hit matches no row, so RETURNING is empty and nothing is written.
+# One policy, one statement. The common case, a live bucket, is a plain UPDATE that moves tat only
+# when the hit fits; the new tat comes back through ret_rate_limit_tat(), a function of the
+# connection that records the value it is given. RETURNING would say the same, but SQLite buffers
+# its rows in a temporary table first, which costs a quarter of the statement (measured: 12.5 µs
+# plain, 15.6 µs with RETURNING). No row updated: the bucket is missing (HIT_ONE inserts it) or the
+# hit does not fit (HIT_ONE matches no row either, and nothing is written).
+HIT_LIVE: Final = (
+    "UPDATE rate_limit_v1 SET tat = ret_rate_limit_tat(max(tat, ?3) + ?4), interval = ?5, tolerance = ?6 "
+    "WHERE key = ?1 AND policy = ?2 AND max(tat, ?3) + ?4 - ?3 <= ?6"
+)
+TAT_FUNCTION: Final = "ret_rate_limit_tat"
 HIT_ONE: Final = (
     "INSERT INTO rate_limit_v1 (key, policy, tat, interval, tolerance) VALUES (?1, ?2, ?3 + ?4, ?5, ?6) "
     "ON CONFLICT (key, policy) DO UPDATE SET tat = max(tat, ?3) + ?4, interval = ?5, tolerance = ?6 "
@@ -164,7 +174,8 @@ class SQLiteRateLimitStore:
         self._clock = clock
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._connections = ThreadConnections(path, synchronous, setup=_set_busy_timeout)
+            self._written = threading.local()  # the tat HIT_LIVE wrote, per thread (= per connection)
+            self._connections = ThreadConnections(path, synchronous, setup=self._setup_connection)
             self._connections.get().execute(SCHEMA)
         except (OSError, sqlite3.Error, SQLiteStoreError) as exc:
             raise RateLimitStoreError(f"rate-limit store {path} is unusable: {exc}") from exc
@@ -190,10 +201,23 @@ class SQLiteRateLimitStore:
         except (sqlite3.Error, SQLiteStoreError) as exc:
             raise self._failure("hit", exc) from exc
 
+    def _setup_connection(self, connection: sqlite3.Connection) -> None:
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        written = self._written
+
+        def record_tat(tat: int) -> int:
+            written.tat = tat
+            return tat
+
+        connection.create_function(TAT_FUNCTION, 1, record_tat)
+
     def _hit_one(self, key: str, policy: Policy, cost: int) -> HitOutcome:
         connection = self._connections.get()
         now = round(self._clock() * NANOSECONDS)
         params = (key, policy.name, now, cost * policy.interval_ns, policy.interval_ns, policy.tolerance_ns)
+        if connection.execute(HIT_LIVE, params).rowcount == 1:
+            tat: int = self._written.tat
+            return HitOutcome(now, True, (tat,))
         row = connection.execute(HIT_ONE, params).fetchone()
         if row is not None:
             return HitOutcome(now, True, (row[0],))
@@ -279,10 +303,6 @@ class SQLiteRateLimitStore:
 
 def _by_policy(bucket: BucketState) -> str:
     return bucket.policy
-
-
-def _set_busy_timeout(connection: sqlite3.Connection) -> None:
-    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 STORES: Final[dict[str, Callable[[Settings], RateLimitStore]]] = {}

@@ -23,10 +23,10 @@ from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.core.config import Settings
-from api.core.rate_limit_policy import Policy, is_exempt, normalize_exempt_path, parse_policies, parse_rules
+from api.core.rate_limit_policy import ExemptPaths, Policy, parse_policies, parse_rules
 from api.errors import error_body
 from api.middleware.client_identity import client_identity
-from api.services.rate_limit_headers import ratelimit_headers
+from api.services.rate_limit_headers import header_fields
 from api.services.rate_limiter import Decision, RateLimitUnavailableError, rate_limited_error
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class RateLimitMiddleware:
         self.app = app
         self.default = parse_policies(settings.rate_limit_default)
         self.rules = parse_rules(settings.rate_limit_rules)
-        self.exempt = tuple(normalize_exempt_path(path) for path in settings.rate_limit_exempt_paths)
+        self.exempt = ExemptPaths(settings.rate_limit_exempt_paths)
         self.dry_run = settings.rate_limit_dry_run
         self.fail_closed = settings.rate_limit_on_store_error == "closed"
         self._warned_anonymous = False
@@ -51,7 +51,7 @@ class RateLimitMiddleware:
         self._template = lru_cache(maxsize=TEMPLATE_CACHE_SIZE)(self._find_template)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_exempt(scope["path"], self.exempt):
+        if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         answer: Response | None = None
@@ -127,7 +127,7 @@ class RateLimitMiddleware:
 
 
 def _with_headers(send: Send, decision: Decision) -> Send:
-    fields = [(name.lower().encode(), value.encode()) for name, value in ratelimit_headers(decision).items()]
+    fields = header_fields(decision)
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":

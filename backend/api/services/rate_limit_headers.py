@@ -17,6 +17,7 @@ same request would be admitted, never earlier than the refusing policy's ``t``.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
 from api.core.rate_limit_policy import Policy
@@ -29,8 +30,13 @@ POLICY_FIELD: Final = "RateLimit-Policy"
 LIMIT_FIELD: Final = "RateLimit"
 RETRY_AFTER: Final = "Retry-After"
 BURST_PARAMETER: Final = "ret-burst"
+POLICY_ITEM_CACHE_SIZE: Final = 1024
+# The fields as an ASGI server wants them (lower-case bytes), for the middleware's every response.
+_POLICY_NAME: Final = POLICY_FIELD.lower().encode()
+_LIMIT_NAME: Final = LIMIT_FIELD.lower().encode()
 
 
+@lru_cache(maxsize=POLICY_ITEM_CACHE_SIZE)  # a policy's member never changes; most responses repeat it
 def policy_item(policy: Policy) -> str:
     """One member of ``RateLimit-Policy``. Names need no escaping (``Policy`` forbids ``"`` and ``\\``)."""
     window = max(1, round(policy.period_seconds))
@@ -52,6 +58,15 @@ def ratelimit_headers(decision: Decision) -> dict[str, str]:
         POLICY_FIELD: ", ".join(policy_item(state.policy) for state in decision.states),
         LIMIT_FIELD: ", ".join(limit_item(state) for state in decision.states),
     }
+
+
+def header_fields(decision: Decision) -> list[tuple[bytes, bytes]]:
+    """``ratelimit_headers`` as raw ASGI header fields, made for every admitted response."""
+    states = decision.states
+    if len(states) == 1:  # nearly every request: no joins
+        state = states[0]
+        return [(_POLICY_NAME, policy_item(state.policy).encode()), (_LIMIT_NAME, limit_item(state).encode())]
+    return [(name.lower().encode(), value.encode()) for name, value in ratelimit_headers(decision).items()]
 
 
 def retry_after_seconds(decision: Decision) -> int:

@@ -104,6 +104,11 @@ def test_exempt_prefixes_match_only_at_a_slash(path: str, exempt: bool) -> None:
     assert is_exempt(path, prefixes) is exempt
 
 
+def test_exempt_root_covers_every_path() -> None:
+    assert is_exempt("/api/anything", ["/"])
+    assert not is_exempt("/api/anything", [])
+
+
 def test_exempt_paths_must_be_absolute() -> None:
     with pytest.raises(ValueError, match="start with"):
         normalize_exempt_path("docs")

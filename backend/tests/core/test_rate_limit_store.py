@@ -90,6 +90,28 @@ def test_concurrent_threads_get_exactly_the_capacity(tmp_path: Path) -> None:
     assert admitted.count(True) == 100
 
 
+def test_each_thread_learns_the_tat_of_its_own_hit(tmp_path: Path) -> None:
+    # A live bucket's new tat comes back through a function of the connection; threads hitting
+    # their own keys at once must each see their own bucket move by one interval per hit.
+    store = SQLiteRateLimitStore(tmp_path / "s.db")
+    store.hit("warm", [HOURLY], 1)
+    steps: dict[str, set[int]] = {}
+    start = threading.Barrier(4)
+
+    def hammer(key: str) -> None:
+        start.wait()
+        tats = [store.hit(key, [HOURLY], 1).tats[0] for _ in range(100)]
+        steps[key] = {later - earlier for earlier, later in zip(tats, tats[1:], strict=False)}
+
+    threads = [threading.Thread(target=hammer, args=(f"key-{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.close()
+    assert steps == {f"key-{n}": {HOURLY.interval_ns} for n in range(4)}
+
+
 def _hit_in_child(path: Path, hits: int, results: multiprocessing.Queue[int]) -> None:
     store = SQLiteRateLimitStore(path)
     results.put(sum(store.hit("shared", [HOURLY], 1).admitted for _ in range(hits)))

@@ -6,7 +6,7 @@ import math
 
 from api.core.rate_limit_policy import Policy
 from api.services import rate_limit_headers
-from api.services.rate_limit_headers import ratelimit_headers, rejection_headers
+from api.services.rate_limit_headers import header_fields, ratelimit_headers, rejection_headers
 from api.services.rate_limiter import Decision, PolicyState
 
 DEFAULT = Policy("default", 300, 60)
@@ -60,3 +60,12 @@ def test_refusal_that_can_never_pass_has_no_retry_after() -> None:
 
 def test_no_fields_when_the_store_failed() -> None:
     assert ratelimit_headers(Decision(True, 0.0, (), store_error=True)) == {}
+
+
+def test_raw_fields_for_the_middleware_say_the_same_in_lower_case_bytes() -> None:
+    login = Policy("POST /api/auth/login", 5, 900, burst=2)
+    for states in ((state(DEFAULT, 120, 11.2),), (state(DEFAULT, 1, 0.2), state(login, 6, 180))):
+        decision = Decision(True, 0.0, states)
+        fields = ratelimit_headers(decision).items()
+        expected = [(name.lower().encode(), value.encode()) for name, value in fields]
+        assert header_fields(decision) == expected
