@@ -28,7 +28,13 @@ from api.core import cache_codec as codec
 from api.core.cache_contract import CacheBackend, SessionCacheError
 from api.core.coherence import GenerationTable
 from api.core.config import Settings, get_settings
-from api.core.sqlite import SQLiteStoreError, Synchronous, ThreadConnections, immediate_transaction
+from api.core.sqlite import (
+    SQLiteStoreError,
+    Synchronous,
+    ThreadConnections,
+    WrittenValue,
+    immediate_transaction,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +56,17 @@ UPSERT: Final = (
     "ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, value = excluded.value, "
     "expires_at = excluded.expires_at"
 )
-# Redis INCR semantics in one statement: create, or add to a live int keeping its expiry; a live
-# non-int or an overflow matches no row, so RETURNING is empty and nothing changes.
+# Redis INCR semantics. The common case, a live int that stays in range, is a plain UPDATE whose
+# new value comes back through ret_cache_written() (a WrittenValue: cheaper than RETURNING).
+# Otherwise INCR, in one statement: create, or restart an expired entry; a live non-int or an
+# overflow matches no row, so RETURNING is empty and nothing changes.
+WRITTEN_FUNCTION: Final = "ret_cache_written"
+INCR_LIVE: Final = (
+    "UPDATE session_cache SET value = ret_cache_written(value + ?2) "
+    "WHERE key = ?1 AND kind = 2 AND expires_at > ?3 AND ("
+    "(?2 >= 0 AND value <= 9223372036854775807 - ?2) OR "
+    "(?2 < 0 AND value >= (-9223372036854775807 - 1) - ?2))"
+)
 INCR: Final = (
     "INSERT INTO session_cache (key, kind, value, expires_at) VALUES (?1, 2, ?2, ?3) "
     "ON CONFLICT (key) DO UPDATE SET "
@@ -140,7 +155,8 @@ class SessionCache:
         mode: Synchronous = synchronous or (defaults.ret_session_db_synchronous if defaults else "NORMAL")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._connections = ThreadConnections(self.path, mode)
+            self._written = WrittenValue(WRITTEN_FUNCTION)
+            self._connections = ThreadConnections(self.path, mode, setup=self._written.register)
             self._migrate()
             self._generations = GenerationTable(self.path.with_name(self.path.name + "-gen"))
         except (OSError, sqlite3.Error, SQLiteStoreError, SessionCacheError) as exc:
@@ -316,11 +332,15 @@ class SessionCache:
         codec.validate_amount(amount)
         now = self._clock()
         expires_at = codec.expiry_time(now, ttl_seconds, self.default_ttl)
-        row = self._execute(INCR, (key, amount, expires_at, now)).fetchone()
-        if row is None:
-            raise ValueError(self._incr_refusal(key, now))
+        result: int
+        if self._execute(INCR_LIVE, (key, amount, now)).rowcount == 1:
+            result = self._written.value
+        else:
+            row = self._execute(INCR, (key, amount, expires_at, now)).fetchone()
+            if row is None:
+                raise ValueError(self._incr_refusal(key, now))
+            result = row[0]
         self._after_write(key, "sets", now)
-        result: int = row[0]
         return result
 
     def _incr_refusal(self, key: str, now: float) -> str:

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,33 @@ def immediate_transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Co
         connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")
+
+
+class WrittenValue:
+    """A connection function ``name(x)`` that returns ``x`` and remembers it for the calling thread.
+
+    An UPDATE of at most one row that sets ``column = name(expression)`` tells its caller the value
+    it wrote, without RETURNING: for RETURNING, SQLite first buffers the rows in a temporary table,
+    which costs about a quarter of a one-row write (measured on the rate limiter's hit, 12.5 µs
+    plain vs 15.6 µs). Read ``value`` only after such an UPDATE reported one changed row.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._local = threading.local()  # connections are per thread: so is the value
+
+    def register(self, connection: sqlite3.Connection) -> None:
+        local = self._local
+
+        def record(value: Any) -> Any:
+            local.value = value
+            return value
+
+        connection.create_function(self.name, 1, record)
+
+    @property
+    def value(self) -> Any:
+        return self._local.value
 
 
 class ThreadConnections:

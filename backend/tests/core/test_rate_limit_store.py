@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import sqlite3
 import threading
@@ -101,7 +102,7 @@ def test_each_thread_learns_the_tat_of_its_own_hit(tmp_path: Path) -> None:
     def hammer(key: str) -> None:
         start.wait()
         tats = [store.hit(key, [HOURLY], 1).tats[0] for _ in range(100)]
-        steps[key] = {later - earlier for earlier, later in zip(tats, tats[1:], strict=False)}
+        steps[key] = {later - earlier for earlier, later in itertools.pairwise(tats)}
 
     threads = [threading.Thread(target=hammer, args=(f"key-{n}",)) for n in range(4)]
     for thread in threads:
