@@ -27,6 +27,7 @@ from api.core.sqlite import (
     ThreadConnections,
     WrittenValue,
     immediate_transaction,
+    while_busy,
 )
 
 logger = logging.getLogger(__name__)
@@ -178,8 +179,10 @@ class SQLiteRateLimitStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._written = WrittenValue(TAT_FUNCTION)
-            self._connections = ThreadConnections(path, synchronous, setup=self._setup_connection)
-            self._connections.get().execute(SCHEMA)
+            self._connections = ThreadConnections(
+                path, synchronous, setup=self._written.register, busy_timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            self._connections.execute(SCHEMA)
         except (OSError, sqlite3.Error, SQLiteStoreError) as exc:
             raise RateLimitStoreError(f"rate-limit store {path} is unusable: {exc}") from exc
 
@@ -204,12 +207,14 @@ class SQLiteRateLimitStore:
         except (sqlite3.Error, SQLiteStoreError) as exc:
             raise self._failure("hit", exc) from exc
 
-    def _setup_connection(self, connection: sqlite3.Connection) -> None:
-        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._written.register(connection)
-
     def _hit_one(self, key: str, policy: Policy, cost: int) -> HitOutcome:
+        return while_busy(self._connections.busy_timeout, self._try_hit_one, key, policy, cost)
+
+    def _try_hit_one(self, key: str, policy: Policy, cost: int) -> HitOutcome:
         connection = self._connections.get()
+        # Read per attempt: a hit that waited for the write lock is decided at the time it gets it.
+        # An attempt that fails busy has written nothing (each statement is atomic, and only the
+        # first to succeed writes).
         now = round(self._clock() * NANOSECONDS)
         params = (key, policy.name, now, cost * policy.interval_ns, policy.interval_ns, policy.tolerance_ns)
         if connection.execute(HIT_LIVE, params).rowcount == 1:
@@ -223,7 +228,7 @@ class SQLiteRateLimitStore:
 
     def _hit_many(self, key: str, policies: Sequence[Policy], cost: int) -> HitOutcome:
         connection = self._connections.get()
-        with immediate_transaction(connection):
+        with immediate_transaction(connection, self._connections.busy_timeout):
             now = self._now_ns()  # read under the write lock: no other process decides meanwhile
             stored = dict(connection.execute(SELECT_TATS, (key,)).fetchall())
             tats = tuple(max(stored.get(policy.name, now), now) for policy in policies)
@@ -248,7 +253,7 @@ class SQLiteRateLimitStore:
         validate_hit(key, policies, cost)
         connection = self._connections_get()
         try:
-            with immediate_transaction(connection):
+            with immediate_transaction(connection, self._connections.busy_timeout):
                 now = self._now_ns()
                 connection.executemany(
                     REFUND, [(key, policy.name, policy.increment_ns(cost), now) for policy in policies]
@@ -290,8 +295,8 @@ class SQLiteRateLimitStore:
 
     def _execute(self, sql: str, params: tuple[object, ...], operation: str) -> sqlite3.Cursor:
         try:
-            return self._connections_get().execute(sql, params)
-        except sqlite3.Error as exc:
+            return self._connections.execute(sql, params)
+        except (sqlite3.Error, SQLiteStoreError) as exc:
             raise self._failure(operation, exc) from exc
 
     def _failure(self, operation: str, exc: Exception) -> RateLimitStoreError:

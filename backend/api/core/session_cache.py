@@ -179,8 +179,7 @@ class SessionCache:
         )
 
     def _migrate(self) -> None:
-        connection = self._connections.get()
-        with immediate_transaction(connection):
+        with self._connections.transaction() as connection:
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise SessionCacheError(f"{self.path} has schema version {version}, newer than this code")
@@ -318,7 +317,7 @@ class SessionCache:
             return
         connection = self._connection()
         try:
-            with immediate_transaction(connection):
+            with immediate_transaction(connection, self._connections.busy_timeout):
                 connection.executemany(UPSERT, rows)
         except sqlite3.Error as exc:
             raise self._failure("set_many", exc) from exc
@@ -454,9 +453,11 @@ class SessionCache:
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         try:
-            return self._connection().execute(sql, params)
+            return self._connections.execute(sql, params)
         except sqlite3.Error as exc:
             raise self._failure(sql.split(" ", 1)[0].lower(), exc) from exc
+        except SQLiteStoreError as exc:
+            raise SessionCacheError(str(exc)) from exc
 
     def _failure(self, operation: str, exc: sqlite3.Error) -> SessionCacheError:
         logger.error("session cache %s failed on %s: %s", operation, self.path, exc)

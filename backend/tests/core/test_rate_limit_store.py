@@ -97,7 +97,7 @@ def test_each_thread_learns_the_tat_of_its_own_hit(tmp_path: Path) -> None:
     store = SQLiteRateLimitStore(tmp_path / "s.db")
     store.hit("warm", [HOURLY], 1)
     steps: dict[str, set[int]] = {}
-    start = threading.Barrier(4)
+    start = threading.Barrier(4, timeout=30)
 
     def hammer(key: str) -> None:
         start.wait()
