@@ -26,7 +26,6 @@ from api.core.sqlite import (
     Synchronous,
     ThreadConnections,
     WrittenValue,
-    immediate_transaction,
     while_busy,
 )
 
@@ -227,8 +226,7 @@ class SQLiteRateLimitStore:
         return HitOutcome(now, False, (max(stored.get(policy.name, now), now),))
 
     def _hit_many(self, key: str, policies: Sequence[Policy], cost: int) -> HitOutcome:
-        connection = self._connections.get()
-        with immediate_transaction(connection, self._connections.busy_timeout):
+        with self._connections.transaction() as connection:
             now = self._now_ns()  # read under the write lock: no other process decides meanwhile
             stored = dict(connection.execute(SELECT_TATS, (key,)).fetchall())
             tats = tuple(max(stored.get(policy.name, now), now) for policy in policies)
@@ -251,14 +249,13 @@ class SQLiteRateLimitStore:
 
     def refund(self, key: str, policies: Sequence[Policy], cost: int) -> None:
         validate_hit(key, policies, cost)
-        connection = self._connections_get()
         try:
-            with immediate_transaction(connection, self._connections.busy_timeout):
+            with self._connections.transaction() as connection:
                 now = self._now_ns()
                 connection.executemany(
                     REFUND, [(key, policy.name, policy.increment_ns(cost), now) for policy in policies]
                 )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, SQLiteStoreError) as exc:
             raise self._failure("refund", exc) from exc
 
     def buckets(self, key: str) -> tuple[int, list[BucketState]]:
@@ -286,12 +283,6 @@ class SQLiteRateLimitStore:
 
     def close(self) -> None:
         self._connections.close()
-
-    def _connections_get(self) -> sqlite3.Connection:
-        try:
-            return self._connections.get()
-        except SQLiteStoreError as exc:
-            raise RateLimitStoreError(str(exc)) from exc
 
     def _execute(self, sql: str, params: tuple[object, ...], operation: str) -> sqlite3.Cursor:
         try:

@@ -33,7 +33,6 @@ from api.core.sqlite import (
     Synchronous,
     ThreadConnections,
     WrittenValue,
-    immediate_transaction,
 )
 
 logger = logging.getLogger(__name__)
@@ -315,12 +314,13 @@ class SessionCache:
         ]
         if not rows:
             return
-        connection = self._connection()
         try:
-            with immediate_transaction(connection, self._connections.busy_timeout):
+            with self._connections.transaction() as connection:
                 connection.executemany(UPSERT, rows)
         except sqlite3.Error as exc:
             raise self._failure("set_many", exc) from exc
+        except SQLiteStoreError as exc:
+            raise SessionCacheError(str(exc)) from exc
         for row in rows:
             self._generations.bump(self._generations.slot_of(row[0]))
         self._count("sets", len(rows))
@@ -444,12 +444,6 @@ class SessionCache:
         self._connections.close()
         self._generations.close()
         self.clear_local()
-
-    def _connection(self) -> sqlite3.Connection:
-        try:
-            return self._connections.get()
-        except SQLiteStoreError as exc:
-            raise SessionCacheError(str(exc)) from exc
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         try:

@@ -10,7 +10,7 @@ one Python's ``sqlite3`` can install) sleeps 1, 2, 5, 10 … and then 100 ms bet
 processes writing, a waiter wakes to find the lock taken again and starves: four processes sharing
 the rate limiter saw single hits wait 0.3-2 s, and some failed at the 2 s budget. ``ThreadConnections``
 turns SQLite's handler off and retries a busy statement after 20 µs, doubling up to 1 ms with jitter
-(worst hit of the same run: 13-25 ms, no failures).
+(worst hit in the same runs: 13-37 ms, no failures).
 """
 
 from __future__ import annotations
