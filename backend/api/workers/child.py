@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import sys
 import threading
+import types
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +56,19 @@ def run_in_child(job: ChildJob) -> Any:
     return spec.function(context, **job.claimed.args)
 
 
+def forget_main() -> None:
+    """Pool initializer: give the child an empty ``__main__``.
+
+    ``spawn`` re-ran the parent's main script here as ``__mp_main__`` (for ``ret worker``: the
+    console script, which imports the whole application). Every process this child starts in turn
+    (a conversion's pool) would re-run it again unless ``__main__`` names no file: 1.5 s per pool
+    process per job on a small machine. Nothing here runs code from ``__main__``: tasks are
+    functions of ``api`` modules. (``set_forkserver_preload(["__main__"])`` should make this
+    unnecessary, but in Python 3.11 the fork server never receives the main path.)
+    """
+    sys.modules["__main__"] = types.ModuleType("__main__")
+
+
 class ProcessPool:
     """A ``ProcessPoolExecutor`` started on first use, replaced if a child dies."""
 
@@ -66,7 +81,9 @@ class ProcessPool:
         with self._lock:
             if self._executor is None:
                 context = multiprocessing.get_context("spawn")
-                self._executor = ProcessPoolExecutor(self.max_workers, mp_context=context)
+                self._executor = ProcessPoolExecutor(
+                    self.max_workers, mp_context=context, initializer=forget_main
+                )
             return self._executor.submit(run_in_child, job)
 
     def discard(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
@@ -81,6 +82,15 @@ def echo(ctx: JobContext, value: Any = None, *, required: int = 0) -> dict[str, 
 def cpu(ctx: JobContext, n: int) -> dict[str, int]:
     ctx.progress(50, "half way")
     return {"pid": os.getpid(), "sum": sum(range(n))}
+
+
+@task("tests.start_process", executor="process")
+def start_process(ctx: JobContext) -> dict[str, int | None]:
+    """Start (and join) one process from the job's child, as a conversion's pool does."""
+    process = multiprocessing.get_context("spawn").Process(target=os.getpid)
+    process.start()
+    process.join()
+    return {"exitcode": process.exitcode}
 
 
 @task("tests.record", max_attempts=50)

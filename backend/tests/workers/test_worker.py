@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -327,6 +329,26 @@ def test_a_process_task_runs_in_the_process_pool(queue: JobQueue, worker: Worker
     assert done.state == "succeeded", done.error_traceback
     assert done.result["sum"] == sum(range(1000))
     assert done.result["pid"] != os.getpid()
+
+
+def test_processes_a_process_task_starts_do_not_re_run_the_main_script(
+    queue: JobQueue, worker: Worker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As under ``ret worker``: __main__ is a script (here one that logs each time it runs). spawn
+    # re-runs it once in the job's child; a process the task starts must not run it again (for
+    # the console script that would import the whole application in every conversion worker).
+    log = tmp_path / "runs.log"
+    script = tmp_path / "main_script.py"
+    script.write_text(f"open({str(log)!r}, 'a').write('ran\\n')\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    job = queue.submit("tests.start_process", {})
+    assert worker.run_once() == job.id
+    done = queue.get(job.id)
+    assert done.state == "succeeded", done.error_traceback
+    assert done.result == {"exitcode": 0}
+    assert log.read_text() == "ran\n"  # in the job's child only
 
 
 def test_the_lease_expiry_is_set_from_the_injected_clock(
