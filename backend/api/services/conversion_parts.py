@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import resource
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
@@ -19,8 +19,10 @@ from lxml import etree
 
 from api.services.table_spool import PartWriter, SpooledTable
 from api.services.xml_names import NameCache
-from api.services.xml_records import WHOLE_DOCUMENT_BYTES, read_records
+from api.services.xml_records import WHOLE_DOCUMENT_BYTES, read_record_range, read_records
 from api.services.xml_safety import RefusedDocumentError
+from api.services.xml_selection import Record
+from api.services.xml_window import ByteRange
 
 HASH_CHUNK: Final = 1024 * 1024
 STATUS_FILE: Final = Path("/proc/self/status")
@@ -44,6 +46,7 @@ class PartTask:
     record_path: tuple[str, ...] | None
     spool_dir: Path
     whole_document_bytes: int = WHOLE_DOCUMENT_BYTES
+    byte_range: ByteRange | None = None  # this part is one range of its only file's records
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,9 @@ class FileOutcome:
     records: int
     sha256: str | None
     reason: str | None = None
+    # One range of a split file, not the last: its records count, but the last range (which reads
+    # the whole document) decides the file's status and gives its SHA-256.
+    partial: bool = False
 
 
 @dataclass(slots=True)
@@ -100,21 +106,31 @@ def peak_rss_bytes() -> int:
 
 def _convert_file(part_file: PartFile, task: PartTask, writer: PartWriter) -> FileOutcome:
     number, sha256 = part_file.number, part_file.sha256
+    partial = task.byte_range is not None and not task.byte_range.last
     records = 0
     try:
-        sha256 = sha256 or _sha256(part_file.path)
-        for records, record in enumerate(
-            read_records(part_file.path, part_file.size, task.record_path, _names, task.whole_document_bytes),
-            start=1,
-        ):
-            writer.add(number, records, record)
+        if not partial:
+            sha256 = sha256 or _sha256(part_file.path)
+        for index, record in _records(part_file, task):
+            writer.add(number, index, record)
+            records += 1
     except RefusedDocumentError as exc:
-        return FileOutcome(number, "failed", 0, sha256, str(exc))
+        return FileOutcome(number, "failed", 0, sha256, str(exc), partial)
     except etree.XMLSyntaxError as exc:
-        return FileOutcome(number, "failed", 0, sha256, f"malformed XML: {exc}")
+        return FileOutcome(number, "failed", 0, sha256, f"malformed XML: {exc}", partial)
     except (etree.LxmlError, LookupError, UnicodeError, OSError) as exc:
-        return FileOutcome(number, "failed", 0, sha256, f"unreadable XML: {exc}")
-    return FileOutcome(number, "converted", records, sha256)
+        return FileOutcome(number, "failed", 0, sha256, f"unreadable XML: {exc}", partial)
+    return FileOutcome(number, "converted", records, sha256, None, partial)
+
+
+def _records(part_file: PartFile, task: PartTask) -> Iterator[tuple[int, Record]]:
+    """(record index, record) of the file, or of the task's range of it."""
+    if task.byte_range is not None:
+        return read_record_range(part_file.path, task.record_path, _names, task.byte_range)
+    records = read_records(
+        part_file.path, part_file.size, task.record_path, _names, task.whole_document_bytes
+    )
+    return enumerate(records, start=1)
 
 
 def _sha256(path: Path) -> str:

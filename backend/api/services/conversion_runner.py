@@ -1,11 +1,13 @@
 """Running a conversion's parts and fragments: in this process, or on a pool of processes.
 
 A *part* is a contiguous run of the XML files in source order, cut while the scan goes on
-(``PartCutter``). Parts wait in this process until their XML passes ``pool_min_bytes``; then (with
-more than one process allowed) a pool starts and converts them, and every later part, while the
-scan carries on extracting the next upload. Each worker spools its own tables (``convert_part``)
-and later re-orders its own fragments (``write_fragment``), so the only serial steps left are the
-scan itself and copying fragments end to end. A job that stays small never starts a process.
+(``PartCutter``), or one range of the records of a large document (``api.services.xml_window``),
+so that a few large files keep every process busy too. Parts wait in this process until their XML
+passes ``pool_min_bytes``; then (with more than one process allowed) a pool starts and converts
+them, and every later part, while the scan carries on extracting the next upload. Each worker
+spools its own tables (``convert_part``) and later re-orders its own fragments
+(``write_fragment``), so the only serial steps left are the scan itself and copying fragments end
+to end. A job that stays small never starts a process.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Final
 
 from api.services.conversion_parts import PartFile, PartResult, PartTask, convert_part
 from api.services.table_merge import Fragment, FragmentTask, write_fragment
+from api.services.xml_window import ByteRange, split
 
 POOL_MIN_BYTES: Final = 16 * 1024 * 1024  # below this, starting processes costs more than it saves
 PART_BYTES: Final = 4 * 1024 * 1024  # small enough to balance two workers, large enough to be cheap
@@ -114,20 +117,34 @@ class PartCutter:
         self._size = 0
         # One process: one part (fewer fragments); several: parts sized to balance the workers.
         self._limits = (PART_BYTES, PART_FILES) if runner.processes > 1 else (float("inf"), float("inf"))
+        # Documents parsed incrementally are split between the processes when they alone are
+        # enough to start the pool (splitting costs extra parsing, paid back only in parallel).
+        self._split_bytes = max(whole_bytes, runner.pool_min_bytes) if runner.processes > 1 else float("inf")
 
     def add(self, part_file: PartFile) -> None:
+        self.files += 1
+        if part_file.size > self._split_bytes:
+            # A large document: one part per range of its records, one range per process.
+            self.flush()
+            for byte_range in split(part_file.size, self.runner.processes):
+                self._submit([part_file], byte_range)
+            return
         self._current.append(part_file)
         self._size += part_file.size
-        self.files += 1
         if self._size >= self._limits[0] or len(self._current) >= self._limits[1]:
             self.flush()
 
     def flush(self) -> None:
         if self._current:
-            task = PartTask(len(self.parts), self._current, self.record_path, self.spools, self.whole_bytes)
-            self.parts.append(self._current)
+            self._submit(self._current)
             self._current, self._size = [], 0
-            self.runner.submit(task)
+
+    def _submit(self, files: list[PartFile], byte_range: ByteRange | None = None) -> None:
+        number = len(self.parts)
+        self.parts.append(files)
+        self.runner.submit(
+            PartTask(number, files, self.record_path, self.spools, self.whole_bytes, byte_range)
+        )
 
 
 def _start_pool(processes: int) -> ProcessPoolExecutor:

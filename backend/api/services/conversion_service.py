@@ -29,7 +29,7 @@ from api.services.conversion_manifest import (
     job_result,
     write_manifest,
 )
-from api.services.conversion_parts import PartFile, PartResult
+from api.services.conversion_parts import FileOutcome, PartFile, PartResult
 from api.services.conversion_runner import POOL_MIN_BYTES, PartCutter, Runner
 from api.services.record_path import parse_record_path
 from api.services.storage_service import StorageService
@@ -171,7 +171,10 @@ def _convert(
         run.parts = cutter.parts
         results = runner.results()
         run.marks["convert"] = time.time()
-        _apply_outcomes(run.xml_files, results)
+        failed_splits = _apply_outcomes(run.xml_files, results)
+        for result in results:
+            if any(outcome.number in failed_splits for outcome in result.outcomes):
+                result.tables = []  # a range of a file that failed: none of its rows are kept
         run.report(90, "writing tables")
         plans = plan_tables(result.tables for result in results)
         sources = {number: source.source for number, source in enumerate(run.xml_files)}
@@ -245,7 +248,7 @@ def _file_done(run: _Run) -> None:
 
 
 def _part_done(run: _Run, result: PartResult) -> None:
-    run.done += len(result.outcomes)
+    run.done += sum(not outcome.partial for outcome in result.outcomes)
     _report_files(run)
 
 
@@ -254,12 +257,28 @@ def _report_files(run: _Run) -> None:
     run.report(2 + 88 * run.done // total, f"converted {run.done} of {len(run.xml_files)} files")
 
 
-def _apply_outcomes(xml_files: list[SourceFile], results: list[PartResult]) -> None:
+def _apply_outcomes(xml_files: list[SourceFile], results: list[PartResult]) -> set[int]:
+    """Record each file's outcome; return the numbers of split files that failed (the rows of
+    their other ranges must go too). A split file's ranges come in order, the last one (which read
+    the whole document) not ``partial``; the file fails if any range failed."""
+    failed_splits: set[int] = set()
+    records: dict[int, int] = {}  # records of the earlier ranges of a split file
+    failure: dict[int, FileOutcome] = {}  # the first failed range of a split file
     for result in results:
         for outcome in result.outcomes:
-            source = xml_files[outcome.number]
-            source.status, source.reason = outcome.status, outcome.reason
-            source.records, source.sha256 = outcome.records, outcome.sha256
+            number = outcome.number
+            if outcome.status == "failed" and (outcome.partial or number in records):
+                failure.setdefault(number, outcome)
+            if outcome.partial:
+                records[number] = records.get(number, 0) + outcome.records
+                continue
+            source = xml_files[number]
+            final = failure.get(number, outcome)
+            source.status, source.reason, source.sha256 = final.status, final.reason, outcome.sha256
+            source.records = 0 if final.status == "failed" else records.get(number, 0) + outcome.records
+            if number in records and final.status == "failed":
+                failed_splits.add(number)
+    return failed_splits
 
 
 def _publish(staging: Path, output: Path) -> None:

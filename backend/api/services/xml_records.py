@@ -17,7 +17,8 @@ from api.services import xml_safety
 from api.services.xml_flatten import flatten
 from api.services.xml_names import Element, NameCache
 from api.services.xml_selection import Record, context, crossref_head, is_crossref, matches, record_steps, tag
-from api.services.xml_stream import stream_records
+from api.services.xml_stream import stream_range, stream_records
+from api.services.xml_window import ByteRange
 
 # Larger documents are parsed incrementally (a parsed tree takes about ten times the file's size).
 WHOLE_DOCUMENT_BYTES: Final = 8 * 1024 * 1024
@@ -44,6 +45,20 @@ def read_records(
     if size > whole_document_bytes:
         return stream_records(path, record_path, names)
     return _whole(head, record_path, names)
+
+
+def read_record_range(
+    path: Path, record_path: tuple[str, ...] | None, names: NameCache, byte_range: ByteRange
+) -> Iterator[tuple[int, Record]]:
+    """(record index, record) for the records of one range of a large document (always parsed
+    incrementally; ``api.services.xml_window``).
+
+    Raises: as ``read_records``.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(xml_safety.PROLOG_LIMIT)
+    xml_safety.check_prolog(head, complete=len(head) < xml_safety.PROLOG_LIMIT)
+    return stream_range(path, record_path, names, byte_range)
 
 
 def _whole(data: bytes, record_path: tuple[str, ...] | None, cache: NameCache) -> Iterator[Record]:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from api.services import xml_safety
 from api.services.xml_flatten import flatten
 from api.services.xml_names import Element, NameCache, Names
 from api.services.xml_selection import Record, context, is_crossref, local, matches, tag
+from api.services.xml_window import ByteRange, CountingReader, Place, RecordWindow
 
 
 def stream_records(path: Path, record_path: tuple[str, ...] | None, cache: NameCache) -> Iterator[Record]:
@@ -35,7 +36,28 @@ def stream_records(path: Path, record_path: tuple[str, ...] | None, cache: NameC
             yield from _by_path(source, record_path, cache)
 
 
-def _by_rule(source: BinaryIO, cache: NameCache) -> Iterator[Record]:
+def stream_range(
+    path: Path, record_path: tuple[str, ...] | None, cache: NameCache, byte_range: ByteRange
+) -> Iterator[tuple[int, Record]]:
+    """(record index in the document, record) for the records of ``byte_range`` only
+    (``api.services.xml_window``); the document is read no further than the range needs.
+
+    Raises: as ``stream_records`` (the last range reads, and so checks, the whole document).
+    """
+    with path.open("rb") as raw:
+        reader = CountingReader(raw)
+        window = RecordWindow(byte_range, reader)
+        source = cast(BinaryIO, reader)
+        records = (
+            _by_rule(source, cache, window)
+            if record_path is None
+            else _by_path(source, record_path, cache, window)
+        )
+        for taken, record in enumerate(records, start=1):
+            yield window.skipped + taken, record
+
+
+def _by_rule(source: BinaryIO, cache: NameCache, window: RecordWindow | None = None) -> Iterator[Record]:
     root: Element | None = None
     container: Element | None = None  # the parent of the records: body, or the root itself
     names: Names | None = None
@@ -53,7 +75,11 @@ def _by_rule(source: BinaryIO, cache: NameCache) -> Iterator[Record]:
         if container is None and parent.getparent() is root and local(tag(parent)) == "body":
             container = parent
         if parent is container:
-            yield Record(names.element(element, tag(element)), head_context, flatten(element, names))
+            place = Place.TAKE if window is None else window.place()
+            if place is Place.STOP:
+                return
+            if place is Place.TAKE:
+                yield Record(names.element(element, tag(element)), head_context, flatten(element, names))
             _release(element)
         elif parent is root:  # Crossref: head, body or another child of the root
             if container is not root and local(tag(element)) == "head" and not head_context:
@@ -61,7 +87,9 @@ def _by_rule(source: BinaryIO, cache: NameCache) -> Iterator[Record]:
             _release(element)
 
 
-def _by_path(source: BinaryIO, steps: tuple[str, ...], cache: NameCache) -> Iterator[Record]:
+def _by_path(
+    source: BinaryIO, steps: tuple[str, ...], cache: NameCache, window: RecordWindow | None = None
+) -> Iterator[Record]:
     names: Names | None = None
     crossref = False
     head_context: dict[str, str] = {}  # Crossref head: known once head ends, for the records after it
@@ -89,7 +117,11 @@ def _by_path(source: BinaryIO, steps: tuple[str, ...], cache: NameCache) -> Iter
             continue
         assert names is not None
         if inside:
-            yield Record(names.element(element, tag(element)), head_context, flatten(element, names))
+            place = Place.TAKE if window is None else window.place()
+            if place is Place.STOP:
+                return
+            if place is Place.TAKE:
+                yield Record(names.element(element, tag(element)), head_context, flatten(element, names))
             inside = False
         if in_head and depth == 2:
             head_context, in_head = context(element, names), False

@@ -57,6 +57,49 @@ def test_several_processes_get_contiguous_parts_in_order(tmp_path: Path, spools:
     assert [part_file for part in cutter.parts for part_file in part] == files
 
 
+class RecordingRunner(Runner):
+    """Keeps what is submitted instead of converting it."""
+
+    def __init__(self, processes: int, pool_min_bytes: int) -> None:
+        super().__init__(processes, pool_min_bytes, lambda: None, lambda result: None)
+        self.tasks: list[PartTask] = []
+
+    def submit(self, task: PartTask) -> None:
+        self.tasks.append(task)
+
+
+def test_a_large_document_becomes_one_range_part_per_process(tmp_path: Path, spools: Path) -> None:
+    runner = RecordingRunner(3, 4 << 20)
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    small, large = (
+        PartFile(n, f"{n}.xml", Path(f"{n}.xml"), size, None) for n, size in enumerate((10, 5 << 20))
+    )
+    cutter.add(small)
+    cutter.add(large)
+    cutter.flush()
+    assert cutter.parts == [[small], [large], [large], [large]]
+    assert [task.part for task in runner.tasks] == [0, 1, 2, 3]
+    ranges = [task.byte_range for task in runner.tasks]
+    assert ranges[0] is None
+    assert [(r.index, r.count) for r in ranges[1:] if r is not None] == [(0, 3), (1, 3), (2, 3)]
+
+
+def test_one_process_never_splits_a_document(tmp_path: Path, spools: Path) -> None:
+    runner = RecordingRunner(1, 0)
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    cutter.add(PartFile(0, "0.xml", Path("0.xml"), 50 << 20, None))
+    cutter.flush()
+    assert len(cutter.parts) == 1
+
+
+def test_a_document_is_split_only_when_it_alone_would_start_the_pool(tmp_path: Path, spools: Path) -> None:
+    runner = RecordingRunner(2, 64 << 20)
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    cutter.add(PartFile(0, "0.xml", Path("0.xml"), 32 << 20, None))  # streamed, but below pool_min_bytes
+    cutter.flush()
+    assert len(cutter.parts) == 1
+
+
 def test_a_small_job_runs_here_and_reports_each_file(tmp_path: Path, spools: Path) -> None:
     recorder = Recorder()
     with Runner(2, 1 << 40, recorder.file_done, recorder.part_done) as runner:

@@ -152,6 +152,48 @@ def test_a_pool_of_processes_writes_the_same_tables(tmp_path: Path) -> None:
     }
 
 
+def _large_deposit(records: int) -> bytes:
+    body = "\n".join(f"<book><titles><title>Book {n}</title></titles></book>" for n in range(records))
+    return DEPOSIT.replace("<body>", f"<body>{body}").format(batch="large").encode()
+
+
+def test_a_large_file_split_between_processes_gives_the_same_tables(tmp_path: Path) -> None:
+    single, pooled = Workspace(tmp_path / "one"), Workspace(tmp_path / "two")
+    for space in (single, pooled):
+        space.upload("a.xml", _deposit("a"))
+        space.upload("large.xml", _large_deposit(4000))
+        space.upload("z.xml", _deposit("z"))
+    single.convert(whole_document_bytes=10_000)
+    pooled.convert(processes=2, whole_document_bytes=10_000)
+    assert [message for _, message in pooled.messages if message.startswith("converted")][-1] == (
+        "converted 3 of 3 files"
+    )
+    one, two = single.outputs(), pooled.outputs()
+    assert {k: v for k, v in one.items() if k != "manifest.json"} == {
+        k: v for k, v in two.items() if k != "manifest.json"
+    }
+    pooled_files, single_files = (
+        {file["source"]: file for file in json.loads(outputs["manifest.json"])["files"]}
+        for outputs in (two, one)
+    )
+    assert pooled_files["large.xml"]["status"] == "converted"
+    assert pooled_files["large.xml"]["records"] == single_files["large.xml"]["records"] == 4002
+    assert pooled_files["large.xml"]["sha256"] == single_files["large.xml"]["sha256"]
+
+
+def test_a_split_file_that_fails_late_leaves_no_rows_from_any_range(tmp_path: Path) -> None:
+    space = Workspace(tmp_path)
+    space.upload("a.xml", _deposit("a"))
+    space.upload("large.xml", _large_deposit(4000)[: -len("</doi_batch>")] + b"<broken")
+    space.convert(processes=2, whole_document_bytes=10_000)
+    files = {file["source"]: file for file in _manifest(space)["files"]}
+    assert files["large.xml"]["status"] == "failed"
+    assert files["large.xml"]["records"] == 0
+    assert files["large.xml"]["reason"].startswith("malformed XML")
+    rows = space.outputs()["book.csv"].decode().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["a.xml"]
+
+
 def test_a_new_run_replaces_the_previous_outputs(workspace: Workspace) -> None:
     workspace.convert()
     workspace.convert(ConversionOptions(record_path="/doi_batch/body/book"))

@@ -38,8 +38,11 @@ class Workspace:
         limits: ScanLimits = LIMITS,
         processes: int = 1,
         report: Callable[[int, str], None] | None = None,
+        whole_document_bytes: int | None = None,
     ) -> dict[str, Any]:
         config = ConversionConfig(limits, processes, pool_min_bytes=0)
+        if whole_document_bytes is not None:  # larger documents are streamed (and split on a pool)
+            config = ConversionConfig(limits, processes, 0, whole_document_bytes)
         sink = report or (lambda percent, message: self.messages.append((percent, message)))
         return convert_session(self.storage, self.session_id, options or ConversionOptions(), sink, config)
 

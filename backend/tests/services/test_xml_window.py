@@ -1,0 +1,146 @@
+"""Splitting a large document's records into byte ranges: exact partition, balanced work, early stop."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from api.services.xml_names import NameCache
+from api.services.xml_records import read_record_range
+from api.services.xml_selection import Record
+from api.services.xml_stream import stream_records
+from api.services.xml_window import ByteRange, CountingReader, Place, split
+
+HEAD = "<head><doi_batch_id>big</doi_batch_id></head>"
+
+
+def _deposit(records: int, separator: str = "\n") -> bytes:
+    body = separator.join(
+        f'<book n="{n}"><titles><title>Title {n} {"x" * (n % 97)}</title></titles></book>'
+        if n % 3
+        else f"<journal><issn>{n:08d}</issn></journal>"
+        for n in range(records)
+    )
+    return (
+        f'<doi_batch xmlns="http://www.crossref.org/schema/5.3.1">{HEAD}<body>{body}</body></doi_batch>'
+    ).encode()
+
+
+def _write(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "large.xml"
+    path.write_bytes(data)
+    return path
+
+
+def _whole(path: Path, record_path: tuple[str, ...] | None = None) -> list[tuple[int, Record]]:
+    return list(enumerate(stream_records(path, record_path, NameCache()), start=1))
+
+
+def _by_ranges(
+    path: Path, ranges: list[ByteRange], record_path: tuple[str, ...] | None = None
+) -> list[tuple[int, Record]]:
+    return [
+        pair
+        for byte_range in ranges
+        for pair in read_record_range(path, record_path, NameCache(), byte_range)
+    ]
+
+
+def _ranges(bounds: list[int]) -> list[ByteRange]:
+    edges = [0, *bounds, None]
+    return [ByteRange(k, len(edges) - 1, edges[k] or 0, edges[k + 1]) for k in range(len(edges) - 1)]
+
+
+def test_split_covers_the_document_with_increasing_bounds() -> None:
+    ranges = split(1_000_000, 3)
+    assert [r.index for r in ranges] == [0, 1, 2]
+    assert ranges[0].start == 0
+    assert ranges[-1].stop is None
+    assert ranges[-1].last
+    assert [r.stop for r in ranges[:-1]] == [r.start for r in ranges[1:]]
+    assert 0 < ranges[1].start < ranges[2].start < 1_000_000
+
+
+def test_split_gives_each_range_the_same_work() -> None:
+    share, size = 0.25, 1_200_000
+    ranges = split(size, 4, share)
+    ends = [r.stop if r.stop is not None else size for r in ranges]
+    costs = [share * end + (1 - share) * (end - r.start) for r, end in zip(ranges, ends, strict=True)]
+    assert max(costs) - min(costs) < 2  # equal but for rounding to whole bytes
+
+
+def test_split_into_one_range_is_the_whole_document() -> None:
+    assert split(500, 1) == [ByteRange(0, 1, 0, None)]
+    with pytest.raises(ValueError, match="at least one range"):
+        split(500, 0)
+
+
+def test_a_record_is_placed_by_the_bytes_read_when_it_ended() -> None:
+    middle = ByteRange(1, 3, 100, 200)
+    assert [middle.place(p) for p in (1, 100, 101, 200, 201)] == [
+        Place.SKIP,
+        Place.SKIP,
+        Place.TAKE,
+        Place.TAKE,
+        Place.STOP,
+    ]
+    assert ByteRange(2, 3, 200, None).place(10**12) is Place.TAKE
+
+
+def test_the_counting_reader_counts_what_was_read() -> None:
+    reader = CountingReader(io.BytesIO(b"abcdef"))
+    assert reader.read(4) == b"abcd"
+    assert reader.position == 4
+    assert reader.read(10) == b"ef"
+    assert reader.position == 6
+
+
+@pytest.mark.parametrize("separator", ["\n", ""], ids=["lines", "one-line"])
+@pytest.mark.parametrize("count", [2, 3, 5])
+def test_the_ranges_of_split_give_every_record_once_in_order(
+    tmp_path: Path, separator: str, count: int
+) -> None:
+    path = _write(tmp_path, _deposit(3000, separator))
+    whole = _whole(path)
+    ranges = split(path.stat().st_size, count)
+    assert _by_ranges(path, ranges) == whole
+    assert all(next(read_record_range(path, None, NameCache(), r), None) for r in ranges)  # none empty
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(0, 400_000), max_size=6).map(sorted))
+def test_any_bounds_partition_the_records_with_their_indexes(tmp_path: Path, bounds: list[int]) -> None:
+    path = tmp_path / "large.xml"
+    if not path.exists():
+        path.write_bytes(_deposit(3000))
+    assert _by_ranges(path, _ranges(bounds)) == _whole(path)
+
+
+def test_a_record_path_is_split_the_same_way(tmp_path: Path) -> None:
+    path = _write(tmp_path, _deposit(2000))
+    steps = ("doi_batch", "body", "book")
+    assert _by_ranges(path, split(path.stat().st_size, 3), steps) == _whole(path, steps)
+
+
+def test_a_range_before_the_end_stops_reading_and_the_last_one_reads_everything(tmp_path: Path) -> None:
+    data = _deposit(3000)
+    path = _write(tmp_path, data[: -len("</doi_batch>")] + b"<broken")  # malformed at the very end
+    first, last = split(len(data), 2)
+    taken = list(read_record_range(path, None, NameCache(), first))
+    assert taken
+    assert taken[0][0] == 1
+    with pytest.raises(etree.XMLSyntaxError):
+        list(read_record_range(path, None, NameCache(), last))
+
+
+def test_every_range_sees_the_head_context(tmp_path: Path) -> None:
+    path = _write(tmp_path, _deposit(2000))
+    for byte_range in split(path.stat().st_size, 3):
+        index, record = next(read_record_range(path, None, NameCache(), byte_range))
+        assert record.context == {"head.doi_batch_id": "big"}
+        assert index >= 1
