@@ -54,6 +54,8 @@ class FileOutcome:
     number: int
     status: Literal["converted", "failed"]
     records: int
+    # Computed here; None when the scan knew it (not sent back: 64 characters a file made a part's
+    # result outgrow a pipe's 64 KiB, and a worker then waited for the parent to read it).
     sha256: str | None
     reason: str | None = None
     # One range of a split file, not the last: its records count, but the last range (which reads
@@ -105,12 +107,12 @@ def peak_rss_bytes() -> int:
 
 
 def _convert_file(part_file: PartFile, task: PartTask, writer: PartWriter) -> FileOutcome:
-    number, sha256 = part_file.number, part_file.sha256
+    number, sha256 = part_file.number, None
     partial = task.byte_range is not None and not task.byte_range.last
     records = 0
     try:
-        if not partial:
-            sha256 = sha256 or _sha256(part_file.path)
+        if part_file.sha256 is None and not partial:
+            sha256 = _sha256(part_file.path)
         for index, record in _records(part_file, task):
             writer.add(number, index, record)
             records += 1

@@ -274,7 +274,8 @@ def _apply_outcomes(xml_files: list[SourceFile], results: list[PartResult]) -> s
                 continue
             source = xml_files[number]
             final = failure.get(number, outcome)
-            source.status, source.reason, source.sha256 = final.status, final.reason, outcome.sha256
+            source.status, source.reason = final.status, final.reason
+            source.sha256 = outcome.sha256 or source.sha256
             source.records = 0 if final.status == "failed" else records.get(number, 0) + outcome.records
             if number in records and final.status == "failed":
                 failed_splits.add(number)

@@ -33,9 +33,9 @@ def test_records_are_counted_and_hashes_computed(tmp_path: Path) -> None:
     assert result.tables[0].rows == 2
 
 
-def test_a_known_hash_is_not_recomputed(tmp_path: Path) -> None:
+def test_a_known_hash_is_neither_recomputed_nor_sent_back(tmp_path: Path) -> None:
     result = convert_part(_task(tmp_path, [_file(tmp_path, 0, GOOD, sha256="given")]))
-    assert result.outcomes[0].sha256 == "given"
+    assert result.outcomes[0].sha256 is None  # the parent has it already
 
 
 def test_a_file_failing_half_way_leaves_no_rows(tmp_path: Path) -> None:
