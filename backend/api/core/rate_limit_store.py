@@ -179,7 +179,11 @@ class SQLiteRateLimitStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._written = WrittenValue(TAT_FUNCTION)
             self._connections = ThreadConnections(
-                path, synchronous, setup=self._written.register, busy_timeout=BUSY_TIMEOUT_MS / 1000
+                path,
+                synchronous,
+                setup=self._written.register,
+                busy_timeout=BUSY_TIMEOUT_MS / 1000,
+                checkpoints=True,
             )
             self._connections.execute(SCHEMA)
         except (OSError, sqlite3.Error, SQLiteStoreError) as exc:
@@ -200,11 +204,16 @@ class SQLiteRateLimitStore:
         if any(cost * policy.interval_ns > policy.tolerance_ns for policy in policies):
             return self._refused_at_once(key, policies)
         try:
-            if len(policies) == 1:
-                return self._hit_one(key, policies[0], cost)
-            return self._hit_many(key, policies, cost)
+            outcome = (
+                self._hit_one(key, policies[0], cost)
+                if len(policies) == 1
+                else self._hit_many(key, policies, cost)
+            )
         except (sqlite3.Error, SQLiteStoreError) as exc:
             raise self._failure("hit", exc) from exc
+        if outcome.admitted:
+            self._connections.wrote()
+        return outcome
 
     def _hit_one(self, key: str, policy: Policy, cost: int) -> HitOutcome:
         return while_busy(self._connections.busy_timeout, self._try_hit_one, key, policy, cost)

@@ -155,7 +155,9 @@ class SessionCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._written = WrittenValue(WRITTEN_FUNCTION)
-            self._connections = ThreadConnections(self.path, mode, setup=self._written.register)
+            self._connections = ThreadConnections(
+                self.path, mode, setup=self._written.register, checkpoints=True
+            )
             self._migrate()
             self._generations = GenerationTable(self.path.with_name(self.path.name + "-gen"))
         except (OSError, sqlite3.Error, SQLiteStoreError, SessionCacheError) as exc:
@@ -323,6 +325,7 @@ class SessionCache:
             raise SessionCacheError(str(exc)) from exc
         for row in rows:
             self._generations.bump(self._generations.slot_of(row[0]))
+        self._connections.wrote(len(rows))
         self._count("sets", len(rows))
         self._maybe_cull(now)
 
@@ -422,6 +425,7 @@ class SessionCache:
     def _after_write(self, key: str, counter: str, now: float) -> None:
         # After the commit: bump the slot so every process's L1 copy is stale (including ours).
         self._generations.bump(self._generations.slot_of(key))
+        self._connections.wrote()
         self._count(counter)
         self._maybe_cull(now)
 

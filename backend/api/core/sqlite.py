@@ -27,6 +27,8 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
+from api.core.checkpointer import SAFETY_PAGES, Checkpointer
+
 logger = logging.getLogger(__name__)
 
 Synchronous = Literal["NORMAL", "FULL"]
@@ -178,7 +180,9 @@ class ThreadConnections:
 
     ``setup`` runs once per new connection (e.g. to register functions). SQLite's busy handler is
     off on these connections: run statements through ``execute`` or ``transaction``, which wait up
-    to ``busy_timeout`` seconds for a lock (see the module docstring).
+    to ``busy_timeout`` seconds for a lock (see the module docstring). With ``checkpoints`` WAL
+    checkpoints are left to a background thread (``api.core.checkpointer``); tell it about each
+    committed write with ``wrote()``.
     """
 
     def __init__(
@@ -187,10 +191,13 @@ class ThreadConnections:
         synchronous: Synchronous = "NORMAL",
         setup: Callable[[sqlite3.Connection], None] | None = None,
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        *,
+        checkpoints: bool = False,
     ) -> None:
         self.path = path
         self.synchronous: Synchronous = synchronous
         self.busy_timeout = busy_timeout
+        self.checkpointer = Checkpointer(path) if checkpoints else None
         self._setup = setup
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -213,10 +220,17 @@ class ThreadConnections:
         """``immediate_transaction`` on this thread's connection, with this pool's busy timeout."""
         return immediate_transaction(self.get(), self.busy_timeout)
 
+    def wrote(self, count: int = 1) -> None:
+        """``count`` writes were committed (counts towards the next background checkpoint)."""
+        if self.checkpointer is not None:
+            self.checkpointer.wrote(count)
+
     def _open(self) -> sqlite3.Connection:
         if self._closed:
             raise SQLiteStoreError(f"{self.path}: store is closed")
         connection = open_connection(self.path, self.synchronous, busy_timeout=0)
+        if self.checkpointer is not None:
+            connection.execute(f"PRAGMA wal_autocheckpoint={SAFETY_PAGES}")
         if self._setup is not None:
             self._setup(connection)
         with self._lock:
@@ -229,6 +243,8 @@ class ThreadConnections:
         with self._lock:
             self._closed = True
             opened, self._opened = self._opened, []
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         for connection in opened:
             connection.close()
         self._local = threading.local()
