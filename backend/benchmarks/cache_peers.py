@@ -74,7 +74,17 @@ class RawSQLite:
 
     def __init__(self, path: Path) -> None:
         self.connection = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        self.connection.execute("PRAGMA journal_mode=WAL")
+        # Processes opening a new file at once race to switch it to WAL, and SQLite answers the
+        # losers "database is locked" at once, busy handler or not (as api.core.sqlite explains).
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                self.connection.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
         self.connection.execute("PRAGMA synchronous=NORMAL")
         for statement in SCHEMA:
             self.connection.execute(statement)

@@ -52,6 +52,7 @@ def worker(kind: str, path: Path, counters: list[str], operations: int, barrier:
     try:
         report = _increment(kind, path, counters, operations, barrier)
     except Exception as exc:  # reported, not raised: the parent counts it as lost work
+        barrier.abort()  # the others stop waiting for this one (they report BrokenBarrierError)
         report = (0, 0, operations, f"{type(exc).__name__}: {exc}")
     results.put(report)
 

@@ -11,8 +11,9 @@ thread per store and process runs ``PRAGMA wal_checkpoint(PASSIVE)`` after every
 ``writes_per_checkpoint`` writes it is told about (``wrote()``): a passive checkpoint never blocks a
 writer or a reader, and SQLite runs it without Python's GIL, so the copying happens beside the
 callers. Durability is unchanged: a commit is in the WAL before it returns either way. An idle
-process's thread sleeps on an event (no polling). After ``fork()`` the child starts its own thread
-on its first write; the parent's is never used there.
+process's thread sleeps on an event (no polling). ``fork()`` waits for a checkpoint in progress
+(a child must not inherit SQLite's internal locks held by a thread it does not have); the child
+starts its own thread on its first write.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 WRITES_PER_CHECKPOINT: Final = 400
 # Past this many WAL pages the thread also finishes the copy under the write lock (see _checkpoint).
 RESTART_PAGES: Final = 4_000
-RESTART_WAIT_SECONDS: Final = 1.0  # for the write lock; busy after that: the next round tries again
 # Writers still checkpoint themselves past this many WAL pages (40 MB): only if this thread lags.
 SAFETY_PAGES: Final = 10_000
 
@@ -55,6 +55,9 @@ class Checkpointer:
         _LIVE.add(self)
 
     def _start(self) -> None:
+        # Held while this thread is inside SQLite: fork() waits for it (see _before_fork), so a
+        # child never inherits one of SQLite's internal mutexes locked by a thread it lacks.
+        self._in_sqlite = threading.Lock()
         self._pending = 0  # writes since the last wake-up (a heuristic: a lost += race is harmless)
         self._wake = threading.Event()
         self._done = threading.Condition()
@@ -102,22 +105,24 @@ class Checkpointer:
                 self._wake.clear()
                 if self._stopping:
                     return
-                connection = connection or self._connect()
-                if connection is not None:
-                    self._checkpoint(connection)
+                with self._in_sqlite:
+                    connection = connection or self._connect()
+                    if connection is not None:
+                        self._checkpoint(connection)
                 with self._done:
                     self.checkpoints += 1
                     self._done.notify_all()
         finally:
             if connection is not None:
-                connection.close()
+                with self._in_sqlite:
+                    connection.close()
 
     def _connect(self) -> sqlite3.Connection | None:
         try:
             # No pragmas needed: this connection only checkpoints (the file is in WAL mode already).
-            return sqlite3.connect(
-                str(self.path), timeout=RESTART_WAIT_SECONDS, isolation_level=None, check_same_thread=False
-            )
+            # No busy handler: a RESTART that would have to wait (for the write lock, or for
+            # readers still on the WAL) gives up at once instead of holding writers back.
+            return sqlite3.connect(str(self.path), timeout=0, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             logger.warning(
                 "checkpoint thread cannot open %s: %s (writers checkpoint instead)", self.path, exc
@@ -128,9 +133,10 @@ class Checkpointer:
         try:
             _, wal_pages, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if wal_pages >= self.restart_pages:
-                # Writers never pause: each passive checkpoint leaves the frames appended while it
-                # ran, so the WAL is never all copied and never starts over. Copy that small tail
-                # holding the write lock (writers wait for it), and the next write restarts the WAL.
+                # Writers that never pause leave the frames appended during each passive checkpoint,
+                # so the WAL is never all copied and never starts over. Copy that small tail holding
+                # the write lock (writers wait only for the copy), then the next write restarts the
+                # WAL; if the lock or a reader is busy, SQLite gives up at once (no busy handler).
                 connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         except sqlite3.Error as exc:
             # Busy means another connection is checkpointing: its work is as good as ours.
@@ -143,11 +149,28 @@ class Checkpointer:
 
 
 _LIVE: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
+_FORKING: list[Checkpointer] = []  # whose locks _before_fork took
+
+
+def _before_fork() -> None:
+    # Wait for any checkpoint in progress (milliseconds) and keep new ones out until fork returns.
+    _FORKING[:] = list(_LIVE)
+    for checkpointer in _FORKING:
+        checkpointer._in_sqlite.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for checkpointer in _FORKING:
+        checkpointer._in_sqlite.release()
+    _FORKING.clear()
 
 
 def _after_fork_in_child() -> None:
+    _FORKING.clear()
     for checkpointer in list(_LIVE):
         checkpointer._forget_after_fork()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from api.core import checkpointer as checkpointer_module
 from api.core.checkpointer import SAFETY_PAGES, Checkpointer
 from api.core.rate_limit_policy import parse_policy
 from api.core.rate_limit_store import SQLiteRateLimitStore
@@ -181,3 +182,19 @@ def test_writers_in_several_threads_are_never_blocked_by_a_passive_checkpoint(da
     assert probe.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 1200
     assert probe.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     probe.close()
+
+
+def test_fork_waits_for_a_checkpoint_in_progress_and_the_child_starts_unlocked(database: Path) -> None:
+    checkpointer = Checkpointer(database, writes_per_checkpoint=1)
+    try:
+        checkpointer_module._before_fork()  # what os.fork() runs first: takes every thread's lock
+        assert checkpointer._in_sqlite.locked()
+        checkpointer_module._after_fork_in_parent()
+        assert not checkpointer._in_sqlite.locked()
+        checkpointer._in_sqlite.acquire()  # as if fork() happened mid-checkpoint ...
+        checkpointer_module._after_fork_in_child()  # ... the child gets a lock nobody holds
+        assert not checkpointer._in_sqlite.locked()
+        checkpointer.wrote()
+        assert checkpointer.wait_for(1, WAIT)
+    finally:
+        checkpointer.close()
