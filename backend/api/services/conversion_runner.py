@@ -28,6 +28,7 @@ from api.services.xml_window import ByteRange, split
 POOL_MIN_BYTES: Final = 16 * 1024 * 1024  # below this, starting processes costs more than it saves
 PART_BYTES: Final = 4 * 1024 * 1024  # small enough to balance two workers, large enough to be cheap
 PART_FILES: Final = 1000
+FIRST_PART_BYTES: Final = 512 * 1024
 WORKER_MODULES: Final = ["api.services.conversion_parts", "api.services.table_merge"]
 
 
@@ -131,8 +132,13 @@ class PartCutter:
             return
         self._current.append(part_file)
         self._size += part_file.size
-        if self._size >= self._limits[0] or len(self._current) >= self._limits[1]:
+        if self._size >= self._part_bytes() or len(self._current) >= self._limits[1]:
             self.flush()
+
+    def _part_bytes(self) -> float:
+        # The first parts are small, so the pool starts and both workers have work after the first
+        # fraction of a MiB is extracted rather than after 4 MiB; then they double up to PART_BYTES.
+        return min(self._limits[0], FIRST_PART_BYTES << len(self.parts))
 
     def flush(self) -> None:
         if self._current:

@@ -49,12 +49,24 @@ def test_one_process_makes_one_part(tmp_path: Path, spools: Path) -> None:
 def test_several_processes_get_contiguous_parts_in_order(tmp_path: Path, spools: Path) -> None:
     runner = Runner(2, 1 << 40, lambda: None, lambda result: None)  # never starts a pool
     cutter = PartCutter(runner, None, spools, 1 << 20)
-    files = [PartFile(n, f"{n}.xml", Path(f"{n}.xml"), PART_BYTES // 3 + 1, None) for n in range(10)]
+    files = [PartFile(n, f"{n}.xml", Path(f"{n}.xml"), PART_BYTES // 3 + 1, None) for n in range(16)]
     for part_file in files:
         cutter.add(part_file)
     cutter.flush()
-    assert [len(part) for part in cutter.parts] == [3, 3, 3, 1]
+    # 512 KiB, 1, 2, then 4 MiB parts (each passes its size with its last file), then the rest.
+    assert [len(part) for part in cutter.parts] == [1, 1, 2, 3, 3, 3, 3]
     assert [part_file for part in cutter.parts for part_file in part] == files
+
+
+def test_the_first_parts_are_small_so_every_worker_starts_early(tmp_path: Path, spools: Path) -> None:
+    runner = Runner(2, 1 << 40, lambda: None, lambda result: None)  # never starts a pool
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    kib = 1024
+    for n in range(60):
+        cutter.add(PartFile(n, f"{n}.xml", Path(f"{n}.xml"), 128 * kib, None))
+    cutter.flush()
+    sizes = [sum(part_file.size for part_file in part) // kib for part in cutter.parts]
+    assert sizes == [512, 1024, 2048, 4096]  # KiB: doubling up to PART_BYTES
 
 
 class RecordingRunner(Runner):
