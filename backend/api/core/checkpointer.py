@@ -52,7 +52,8 @@ class Checkpointer:
         self.restart_pages = restart_pages
         self.checkpoints = 0  # completed checkpoint attempts, for tests and stats
         self._start()
-        _LIVE.add(self)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     def _start(self) -> None:
         # Held while this thread is inside SQLite: fork() waits for it (see _before_fork), so a
@@ -144,17 +145,26 @@ class Checkpointer:
                 logger.warning("checkpoint of %s failed: %s", self.path, exc)
 
     def _forget_after_fork(self) -> None:
-        # The parent's thread does not exist here, and its locks may be held: start afresh.
+        # The parent's thread does not exist here, and its locks may be held: start afresh (a
+        # checkpointer closed in the parent stays closed).
+        stopping = self._stopping
         self._start()
+        self._stopping = stopping
 
 
 _LIVE: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()  # for _LIVE: a WeakSet cannot be copied while another thread adds
+# Taken first by _before_fork and released last after it: two threads forking at once take turns,
+# so neither releases the other's locks (or none).
+_FORK_LOCK = threading.Lock()
 _FORKING: list[Checkpointer] = []  # whose locks _before_fork took
 
 
 def _before_fork() -> None:
     # Wait for any checkpoint in progress (milliseconds) and keep new ones out until fork returns.
-    _FORKING[:] = list(_LIVE)
+    _FORK_LOCK.acquire()
+    with _LIVE_LOCK:
+        _FORKING[:] = list(_LIVE)
     for checkpointer in _FORKING:
         checkpointer._in_sqlite.acquire()
 
@@ -163,9 +173,12 @@ def _after_fork_in_parent() -> None:
     for checkpointer in _FORKING:
         checkpointer._in_sqlite.release()
     _FORKING.clear()
+    _FORK_LOCK.release()
 
 
 def _after_fork_in_child() -> None:
+    global _FORK_LOCK, _LIVE_LOCK
+    _FORK_LOCK, _LIVE_LOCK = threading.Lock(), threading.Lock()
     _FORKING.clear()
     for checkpointer in list(_LIVE):
         checkpointer._forget_after_fork()

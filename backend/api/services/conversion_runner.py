@@ -138,6 +138,8 @@ class PartCutter:
     def _part_bytes(self) -> float:
         # The first parts are small, so the pool starts and both workers have work after the first
         # fraction of a MiB is extracted rather than after 4 MiB; then they double up to PART_BYTES.
+        if self.runner.processes == 1:
+            return self._limits[0]  # one part: there is no pool to start
         return min(self._limits[0], FIRST_PART_BYTES << len(self.parts))
 
     def flush(self) -> None:

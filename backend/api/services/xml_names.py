@@ -50,6 +50,16 @@ class Names:
             name = self.local_elements[tag] = qualified(element.prefix or "", local)
         return name
 
+    def learn(self, element: Element) -> None:
+        """Name every element of a subtree that is skipped (not flattened), so that a namespace
+        declared below the root gets the prefix of its first use in the *document*, as it would
+        if the subtree were flattened (a split document's later ranges skip the earlier records)."""
+        known, local = self.elements, self.local_elements
+        for descendant in element.iter():
+            tag = descendant.tag
+            if tag not in known and tag not in local and isinstance(tag, str):
+                self.element(descendant, tag)
+
     def attribute(self, element: Element, key: str) -> str:
         """The name of attribute ``key`` of ``element``."""
         known = self.attributes.get(key)

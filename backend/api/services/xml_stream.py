@@ -80,6 +80,8 @@ def _by_rule(source: BinaryIO, cache: NameCache, window: RecordWindow | None = N
                 return
             if place is Place.TAKE:
                 yield Record(names.element(element, tag(element)), head_context, flatten(element, names))
+            else:
+                names.learn(element)
             _release(element)
         elif parent is root:  # Crossref: head, body or another child of the root
             if container is not root and local(tag(element)) == "head" and not head_context:
@@ -122,6 +124,8 @@ def _by_path(
                 return
             if place is Place.TAKE:
                 yield Record(names.element(element, tag(element)), head_context, flatten(element, names))
+            else:
+                names.learn(element)
             inside = False
         if in_head and depth == 2:
             head_context, in_head = context(element, names), False

@@ -198,3 +198,35 @@ def test_fork_waits_for_a_checkpoint_in_progress_and_the_child_starts_unlocked(d
         assert checkpointer.wait_for(1, WAIT)
     finally:
         checkpointer.close()
+
+
+def test_two_threads_forking_at_once_leave_no_lock_held(database: Path) -> None:
+    # Replays fork() hooks from two threads interleaved: the second waits for the first to finish.
+    checkpointer = Checkpointer(database, writes_per_checkpoint=1)
+    second_done = threading.Event()
+
+    def second_fork() -> None:
+        checkpointer_module._before_fork()
+        checkpointer_module._after_fork_in_parent()
+        second_done.set()
+
+    try:
+        checkpointer_module._before_fork()
+        thread = threading.Thread(target=second_fork)
+        thread.start()
+        assert not second_done.is_set()  # it waits in _before_fork ...
+        checkpointer_module._after_fork_in_parent()
+        thread.join(WAIT)  # ... until the first fork is done
+        assert second_done.is_set()
+        assert not checkpointer._in_sqlite.locked()
+        assert not checkpointer_module._FORK_LOCK.locked()
+    finally:
+        checkpointer.close()
+
+
+def test_a_checkpointer_closed_before_fork_stays_closed_in_the_child(database: Path) -> None:
+    checkpointer = Checkpointer(database, writes_per_checkpoint=1)
+    checkpointer.close()
+    checkpointer._forget_after_fork()  # what the child runs
+    checkpointer.request()
+    assert checkpointer._thread is None

@@ -46,6 +46,15 @@ def test_one_process_makes_one_part(tmp_path: Path, spools: Path) -> None:
     assert [len(part) for part in cutter.parts] == [5]
 
 
+def test_one_process_makes_one_part_however_large_the_job(tmp_path: Path, spools: Path) -> None:
+    runner = Runner(1, 0, lambda: None, lambda result: None)
+    cutter = PartCutter(runner, None, spools, 64 << 20)
+    for n in range(200):
+        cutter.add(PartFile(n, f"{n}.xml", Path(f"{n}.xml"), 256 * 1024, None))
+    cutter.flush()
+    assert [len(part) for part in cutter.parts] == [200]
+
+
 def test_several_processes_get_contiguous_parts_in_order(tmp_path: Path, spools: Path) -> None:
     runner = Runner(2, 1 << 40, lambda: None, lambda result: None)  # never starts a pool
     cutter = PartCutter(runner, None, spools, 1 << 20)

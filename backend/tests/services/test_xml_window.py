@@ -144,3 +144,16 @@ def test_every_range_sees_the_head_context(tmp_path: Path) -> None:
         index, record = next(read_record_range(path, None, NameCache(), byte_range))
         assert record.context == {"head.doi_batch_id": "big"}
         assert index >= 1
+
+
+def test_a_namespace_declared_below_the_root_is_named_as_in_the_whole_document(tmp_path: Path) -> None:
+    # Its prefix is the one of its first use in the document: a later range must learn it from the
+    # records it skips, or it would name the namespace after the prefix it meets first.
+    records = "\n".join(
+        f'<rec n="{n}"><{p}:x xmlns:{p}="urn:u">{n}</{p}:x><pad>{"p" * 100}</pad></rec>'
+        for n, p in ((n, "a" if n < 1500 else "b") for n in range(3000))
+    )
+    path = _write(tmp_path, f"<root>{records}</root>".encode())
+    whole = _whole(path)
+    assert {name for _, record in whole for name in record.values} == {"@n", "a:x", "pad"}
+    assert _by_ranges(path, split(path.stat().st_size, 2)) == whole
