@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, Final, cast
 
 from api.services import xml_safety
 from api.services.xml_flatten import flatten
 from api.services.xml_names import Element, NameCache, Names
 from api.services.xml_selection import Record, context, is_crossref, local, matches, tag
 from api.services.xml_window import ByteRange, CountingReader, Place, RecordWindow
+
+PAST_RANGE: Final = Record("", {}, {})  # returned by _record for a record after the range
 
 
 def stream_records(path: Path, record_path: tuple[str, ...] | None, cache: NameCache) -> Iterator[Record]:
@@ -75,13 +77,11 @@ def _by_rule(source: BinaryIO, cache: NameCache, window: RecordWindow | None = N
         if container is None and parent.getparent() is root and local(tag(parent)) == "body":
             container = parent
         if parent is container:
-            place = Place.TAKE if window is None else window.place()
-            if place is Place.STOP:
+            record = _record(element, names, head_context, window)
+            if record is PAST_RANGE:
                 return
-            if place is Place.TAKE:
-                yield Record(names.element(element, tag(element)), head_context, flatten(element, names))
-            else:
-                names.learn(element)
+            if record is not None:
+                yield record
             _release(element)
         elif parent is root:  # Crossref: head, body or another child of the root
             if container is not root and local(tag(element)) == "head" and not head_context:
@@ -119,13 +119,11 @@ def _by_path(
             continue
         assert names is not None
         if inside:
-            place = Place.TAKE if window is None else window.place()
-            if place is Place.STOP:
+            record = _record(element, names, head_context, window)
+            if record is PAST_RANGE:
                 return
-            if place is Place.TAKE:
-                yield Record(names.element(element, tag(element)), head_context, flatten(element, names))
-            else:
-                names.learn(element)
+            if record is not None:
+                yield record
             inside = False
         if in_head and depth == 2:
             head_context, in_head = context(element, names), False
@@ -133,6 +131,20 @@ def _by_path(
         if on_path[-1] and not in_head:
             _release(element)  # the top of a subtree that is done with: records, head, non-matching
         depth -= 1
+
+
+def _record(
+    element: Element, names: Names, head_context: dict[str, str], window: RecordWindow | None
+) -> Record | None:
+    """The record ``element`` ended, or for a range (``window``): None when it comes before the
+    range (only its names are learnt), ``PAST_RANGE`` when after it (reading can stop)."""
+    place = Place.TAKE if window is None else window.place()
+    if place is Place.TAKE:
+        return Record(names.element(element, tag(element)), head_context, flatten(element, names))
+    if place is Place.STOP:
+        return PAST_RANGE
+    names.learn(element)
+    return None
 
 
 def _release(element: Element) -> None:
