@@ -67,7 +67,10 @@ class Checkpointer:
         self._thread_lock = threading.Lock()
 
     def wrote(self, count: int = 1) -> None:
-        """Count ``count`` committed writes; every ``writes_per_checkpoint`` wakes the thread."""
+        """Count ``count`` committed writes (rows changed); every ``writes_per_checkpoint`` wakes
+        the thread."""
+        if count <= 0:
+            return
         self._pending += count
         if self._pending >= self.writes_per_checkpoint:
             self._pending = 0

@@ -266,6 +266,7 @@ class SQLiteRateLimitStore:
                 )
         except (sqlite3.Error, SQLiteStoreError) as exc:
             raise self._failure("refund", exc) from exc
+        self._connections.wrote()
 
     def buckets(self, key: str) -> tuple[int, list[BucketState]]:
         now = self._now_ns()
@@ -275,6 +276,7 @@ class SQLiteRateLimitStore:
     def reset(self, key: str) -> int:
         now = self._now_ns()
         removed = self._execute(DELETE_KEY, (key,), "reset").fetchall()
+        self._connections.wrote(len(removed))
         return sum(1 for (tat,) in removed if tat > now)
 
     def purge_expired(self) -> int:
@@ -282,6 +284,7 @@ class SQLiteRateLimitStore:
         total = 0
         while True:
             removed = self._execute(PURGE, (now, PURGE_BATCH), "purge").rowcount
+            self._connections.wrote(removed)
             total += removed
             if removed < PURGE_BATCH:
                 return total

@@ -388,13 +388,15 @@ class SessionCache:
                 for key, _ in removed:
                     self._generations.bump(self._generations.slot_of(key))
                     self._l1.pop(key, None)
+        self._connections.wrote(len(removed))
         live = sum(1 for _, expires_at in removed if expires_at > now)
         self._count("deletes", live)
         return live
 
     def clear(self) -> None:
-        self._execute("DELETE FROM session_cache", ())
+        removed = self._execute("DELETE FROM session_cache", ()).rowcount
         self._generations.bump_epoch()
+        self._connections.wrote(max(removed, 1))
         self.clear_local()
 
     def purge_expired(self) -> int:
@@ -417,10 +419,13 @@ class SessionCache:
         end of the table. Expired rows need no L1 invalidation: any L1 copy has the same expiry.
         """
         row = self._execute(WINDOW_END, (after, window - 1)).fetchone()
-        if row is None:
-            return self._execute(CULL_TAIL, (after, now)).rowcount, None
-        end: str = row[0]
-        return self._execute(CULL_RANGE, (after, end, now)).rowcount, end
+        end: str | None = None if row is None else row[0]
+        if end is None:
+            removed: int = self._execute(CULL_TAIL, (after, now)).rowcount
+        else:
+            removed = self._execute(CULL_RANGE, (after, end, now)).rowcount
+        self._connections.wrote(removed)  # deletions fill the WAL like any write
+        return removed, end
 
     def _after_write(self, key: str, counter: str, now: float) -> None:
         # After the commit: bump the slot so every process's L1 copy is stale (including ours).

@@ -230,3 +230,35 @@ def test_a_checkpointer_closed_before_fork_stays_closed_in_the_child(database: P
     checkpointer._forget_after_fork()  # what the child runs
     checkpointer.request()
     assert checkpointer._thread is None
+
+
+def test_bulk_deletions_count_towards_the_next_checkpoint(tmp_path: Path) -> None:
+    cache = SessionCache(tmp_path / "cache.db", 10, default_ttl=60)
+    try:
+        checkpointer = cache._connections.checkpointer
+        assert checkpointer is not None
+        below = checkpointer.writes_per_checkpoint - 1
+        cache.set_many({f"group:{index}": index for index in range(below)})
+        assert checkpointer.checkpoints == 0
+        assert cache.clear_pattern("group:") == below  # deleting rows fills the WAL too
+        assert checkpointer.wait_for(1, WAIT)
+    finally:
+        cache.close()
+
+
+def test_purging_idle_buckets_counts_towards_the_next_checkpoint(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    store = SQLiteRateLimitStore(tmp_path / "limits.db", clock=lambda: now[0])
+    try:
+        checkpointer = store._connections.checkpointer
+        assert checkpointer is not None
+        policy = parse_policy("10/second")
+        below = checkpointer.writes_per_checkpoint - 1
+        for index in range(below):
+            store.hit(f"client:{index}", [policy], 1)
+        assert checkpointer.checkpoints == 0
+        now[0] += 3600
+        assert store.purge_expired() == below
+        assert checkpointer.wait_for(1, WAIT)
+    finally:
+        store.close()
