@@ -26,6 +26,8 @@ import weakref
 from pathlib import Path
 from typing import Final
 
+from api.core.sqlite_errors import is_busy
+
 logger = logging.getLogger(__name__)
 
 # About 1,000 WAL pages (SQLite's own default threshold) at 2-3 pages per small write.
@@ -144,7 +146,7 @@ class Checkpointer:
                 connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         except sqlite3.Error as exc:
             # Busy means another connection is checkpointing: its work is as good as ours.
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+            if not is_busy(exc):
                 logger.warning("checkpoint of %s failed: %s", self.path, exc)
 
     def _forget_after_fork(self) -> None:

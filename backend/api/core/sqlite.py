@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
 from api.core.checkpointer import SAFETY_PAGES, Checkpointer
+from api.core.sqlite_errors import is_busy
 
 logger = logging.getLogger(__name__)
 
@@ -88,19 +89,9 @@ def _switch_to_wal(connection: sqlite3.Connection) -> str:
         try:
             return str(connection.execute("PRAGMA journal_mode=WAL").fetchone()[0])
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+            if not is_busy(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(WAL_SWITCH_RETRY_SECONDS)
-
-
-def is_busy(error: BaseException) -> bool:
-    """Whether ``error`` is SQLite's SQLITE_BUSY (another connection holds a lock we need)."""
-    code = getattr(error, "sqlite_errorcode", None)  # absent on errors raised by Python code
-    return (
-        isinstance(error, sqlite3.OperationalError)
-        and code is not None
-        and code & 0xFF == sqlite3.SQLITE_BUSY
-    )
 
 
 def while_busy(
