@@ -336,7 +336,7 @@ class SessionCache:
         expires_at = codec.expiry_time(now, ttl_seconds, self.default_ttl)
         result: int
         if self._execute(INCR_LIVE, (key, amount, now)).rowcount == 1:
-            result = self._written.value
+            result = self._written.local.value
         else:
             row = self._execute(INCR, (key, amount, expires_at, now)).fetchone()
             if row is None:

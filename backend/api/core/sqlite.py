@@ -110,6 +110,18 @@ def while_busy(
     except sqlite3.OperationalError as error:
         if not is_busy(error):
             raise
+    return retry_while_busy(timeout, operation, *args, clock=clock, sleep=sleep)
+
+
+def retry_while_busy(
+    timeout: float,
+    operation: Callable[..., T],
+    *args: Any,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``while_busy`` after a first attempt that the caller made itself and that failed busy (hot
+    paths try once inline, without the extra call): waits, then tries again as ``while_busy``."""
     deadline = clock() + timeout
     delay = BUSY_RETRY_FIRST_DELAY_SECONDS
     while True:
@@ -145,15 +157,16 @@ class WrittenValue:
     An UPDATE of at most one row that sets ``column = name(expression)`` tells its caller the value
     it wrote, without RETURNING: for RETURNING, SQLite first buffers the rows in a temporary table,
     which costs about a quarter of a one-row write (measured on the rate limiter's hit, 12.5 µs
-    plain vs 15.6 µs). Read ``value`` only after such an UPDATE reported one changed row.
+    plain vs 15.6 µs). Read ``local.value`` only after such an UPDATE reported one changed row
+    (an attribute, not a property: it is read on every rate-limit decision).
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._local = threading.local()  # connections are per thread: so is the value
+        self.local = threading.local()  # connections are per thread: so is the value
 
     def register(self, connection: sqlite3.Connection) -> None:
-        local = self._local
+        local = self.local
 
         def record(value: Any) -> Any:
             local.value = value
@@ -161,9 +174,9 @@ class WrittenValue:
 
         connection.create_function(self.name, 1, record)
 
-    @property
-    def value(self) -> Any:
-        return self._local.value
+
+def _no_checkpoints(count: int = 1) -> None:
+    """``ThreadConnections.wrote`` without a checkpointer: SQLite checkpoints on its own."""
 
 
 class ThreadConnections:
@@ -189,6 +202,9 @@ class ThreadConnections:
         self.synchronous: Synchronous = synchronous
         self.busy_timeout = busy_timeout
         self.checkpointer = Checkpointer(path) if checkpoints else None
+        # wrote(count=1): ``count`` writes were committed (counts towards the next background
+        # checkpoint). Bound once, not a method that forwards: it runs on every write.
+        self.wrote: Callable[..., None] = self.checkpointer.wrote if self.checkpointer else _no_checkpoints
         self._setup = setup
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -210,11 +226,6 @@ class ThreadConnections:
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """``immediate_transaction`` on this thread's connection, with this pool's busy timeout."""
         return immediate_transaction(self.get(), self.busy_timeout)
-
-    def wrote(self, count: int = 1) -> None:
-        """``count`` writes were committed (counts towards the next background checkpoint)."""
-        if self.checkpointer is not None:
-            self.checkpointer.wrote(count)
 
     def _open(self) -> sqlite3.Connection:
         if self._closed:

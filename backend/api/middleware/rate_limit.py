@@ -49,9 +49,11 @@ class RateLimitMiddleware:
         self._routes: Sequence[BaseRoute] = ()
         # The app's routes never change after start-up: a hot path is matched once, not per request.
         self._template = lru_cache(maxsize=TEMPLATE_CACHE_SIZE)(self._find_template)
+        # The same for the exemption test: a cache hit costs no Python call.
+        self._exempt = lru_cache(maxsize=TEMPLATE_CACHE_SIZE)(self.exempt.__contains__)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
+        if scope["type"] != "http" or self._exempt(scope["path"]):
             await self.app(scope, receive, send)
             return
         answer: Response | None = None
@@ -87,7 +89,7 @@ class RateLimitMiddleware:
         return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
     def _decide(self, scope: Scope) -> Decision | None:
-        policies = self._policies(scope)
+        policies = self._policies(scope) if self.rules else self.default
         if not policies:
             return None
         resources = scope["app"].state.resources
@@ -99,8 +101,7 @@ class RateLimitMiddleware:
         return decision
 
     def _policies(self, scope: Scope) -> tuple[Policy, ...]:
-        if not self.rules:
-            return self.default
+        """The policies of the route rule that matches ``scope`` (only called when there are rules)."""
         if not self._routes:
             self._routes = app_routes(scope["app"])
         template = self._template(scope["method"], scope.get("root_path", ""), scope["path"])

@@ -156,3 +156,48 @@ def test_settings_pick_the_backend(tmp_path: Path) -> None:
     sqlite_store.close()
     memory = build_rate_limit_store(make_settings(tmp_path, ret_session_backend="memory"))
     assert isinstance(memory, MemoryRateLimitStore)
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_a_hit_that_meets_a_held_write_lock_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import api.core.rate_limit_store as rate_limit_store
+    from api.core.sqlite import retry_while_busy as real_retry
+
+    store = SQLiteRateLimitStore(tmp_path / "s.db")
+    store.hit("k", [PER_MINUTE], 1)
+    holder = _hold_write_lock(tmp_path / "s.db")
+    retried: list[str] = []
+
+    def release_then_retry(*args: object, **kwargs: object) -> object:
+        retried.append("busy")  # the first attempt met the lock: free it, then retry as usual
+        holder.execute("COMMIT")
+        return real_retry(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rate_limit_store, "retry_while_busy", release_then_retry)
+    outcome = store.hit("k", [PER_MINUTE], 1)
+    assert retried == ["busy"]
+    assert outcome.admitted
+    assert store.buckets("k")[1][0].tat_ns == outcome.tats[0]
+    holder.close()
+    store.close()
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_a_store_error(tmp_path: Path) -> None:
+    store = SQLiteRateLimitStore(tmp_path / "s.db")
+    store.hit("k", [PER_MINUTE], 1)
+    before = store.buckets("k")[1]
+    store._connections.busy_timeout = 0.05
+    holder = _hold_write_lock(tmp_path / "s.db")
+    with pytest.raises(RateLimitStoreError, match="locked"):
+        store.hit("k", [PER_MINUTE], 1)
+    holder.execute("ROLLBACK")
+    assert store.buckets("k")[1] == before  # nothing was consumed
+    holder.close()
+    store.close()

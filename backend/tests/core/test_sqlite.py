@@ -27,7 +27,7 @@ def test_each_thread_reads_the_value_its_own_update_wrote(tmp_path: Path) -> Non
                 "UPDATE counters SET value = written(value + 1) WHERE name = ?", (name,)
             )
             assert cursor.rowcount == 1
-            values.append(written.value)
+            values.append(written.local.value)
         seen[name] = values
 
     threads = [threading.Thread(target=count, args=(f"counter-{n}",)) for n in range(4)]
