@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from multiprocessing import forkserver
@@ -26,9 +27,11 @@ from api.services.table_merge import Fragment, FragmentTask, write_fragment
 from api.services.xml_window import ByteRange, split
 
 POOL_MIN_BYTES: Final = 16 * 1024 * 1024  # below this, starting processes costs more than it saves
-PART_BYTES: Final = 4 * 1024 * 1024  # small enough to balance two workers, large enough to be cheap
+PART_BYTES: Final = 1024 * 1024  # small enough to balance two workers, large enough to be cheap
 PART_FILES: Final = 1000
 FIRST_PART_BYTES: Final = 512 * 1024
+LAST_PART_BYTES: Final = 256 * 1024  # the smallest part cut at the end of the scan
+QUEUED_PER_PROCESS: Final = 1  # parts waiting on the pool beyond those running
 WORKER_MODULES: Final = ["api.services.conversion_parts", "api.services.table_merge"]
 
 
@@ -51,6 +54,7 @@ class Runner:
         self._waiting: list[PartTask] = []
         self._waiting_bytes = 0
         self._futures: list[Future[PartResult]] = []
+        self._finished = 0  # futures done; only the pool's result thread adds to it
         self._pool: ProcessPoolExecutor | None = None
         if processes > 1:
             # Start the fork server now, beside the scan, so a pool that is needed later starts in
@@ -73,17 +77,46 @@ class Runner:
     def parallel(self) -> bool:
         return self._pool is not None
 
+    def has_room(self) -> bool:
+        """Whether a part submitted now would start soon: always before the pool starts (parts
+        wait here and count towards starting it), then while no more than ``QUEUED_PER_PROCESS``
+        parts per process wait on the pool. What the cutter holds back meanwhile it can still cut
+        finely at the end, so that the workers finish together."""
+        if self._pool is None:
+            return True
+        return len(self._futures) - self._finished < self.processes * (1 + QUEUED_PER_PROCESS)
+
+    def starving(self) -> bool:
+        """Whether a worker of the pool has nothing to convert, not even a part waiting for it."""
+        return self._pool is not None and len(self._futures) - self._finished < self.processes
+
+    def runs_here(self, more_bytes: int) -> bool:
+        """Whether the parts submitted so far plus ``more_bytes`` would be converted in this process."""
+        return self._pool is None and (
+            self.processes == 1 or self._waiting_bytes + more_bytes < self.pool_min_bytes
+        )
+
     def submit(self, task: PartTask) -> None:
         if self._pool is not None:
-            self._futures.append(self._pool.submit(convert_part, task))
+            self._submit_to_pool(task)
             return
         self._waiting.append(task)
         self._waiting_bytes += sum(part_file.size for part_file in task.files)
         if self.processes > 1 and self._waiting_bytes >= self.pool_min_bytes:
             self._pool = _start_pool(self.processes)
             for waiting in self._waiting:
-                self._futures.append(self._pool.submit(convert_part, waiting))
+                self._submit_to_pool(waiting)
             self._waiting = []
+
+    def _submit_to_pool(self, task: PartTask) -> None:
+        assert self._pool is not None
+        future = self._pool.submit(convert_part, task)
+        future.add_done_callback(self._count_finished)
+        self._futures.append(future)
+
+    def _count_finished(self, future: Future[PartResult]) -> None:
+        # Runs in the pool's result thread (the only writer); has_room may read a stale count.
+        self._finished += 1
 
     def results(self) -> list[PartResult]:
         """Every part's result (waiting for the pool, or converting here), in part order."""
@@ -103,7 +136,15 @@ class Runner:
 
 
 class PartCutter:
-    """Cuts the XML files, fed in source order, into parts and submits them to a runner."""
+    """Cuts the XML files, fed in source order, into parts and submits them to a runner.
+
+    While the scan goes on, parts are cut at ``PART_BYTES`` (the first ones smaller, so that the
+    workers start early) and submitted while the runner has room; the rest waits here. When the
+    scan ends (``flush``), what waits is cut into parts that shrink towards the end (each what is
+    left divided by twice the number of processes, down to ``LAST_PART_BYTES``), so no worker is
+    left converting one large last part while the other has nothing to do. A worker that runs out
+    of work during the scan gets what has been extracted so far, even below ``PART_BYTES``.
+    """
 
     def __init__(
         self, runner: Runner, record_path: tuple[str, ...] | None, spools: Path, whole_bytes: int
@@ -114,10 +155,8 @@ class PartCutter:
         self.whole_bytes = whole_bytes
         self.parts: list[list[PartFile]] = []
         self.files = 0
-        self._current: list[PartFile] = []
-        self._size = 0
-        # One process: one part (fewer fragments); several: parts sized to balance the workers.
-        self._limits = (PART_BYTES, PART_FILES) if runner.processes > 1 else (float("inf"), float("inf"))
+        self._pending: deque[PartFile] = deque()  # not yet in a part, in source order
+        self._pending_bytes = 0
         # Documents parsed incrementally are split between the processes when they alone are
         # enough to start the pool (splitting costs extra parsing, paid back only in parallel).
         self._split_bytes = max(whole_bytes, runner.pool_min_bytes) if runner.processes > 1 else float("inf")
@@ -125,27 +164,57 @@ class PartCutter:
     def add(self, part_file: PartFile) -> None:
         self.files += 1
         if part_file.size > self._split_bytes:
-            # A large document: one part per range of its records, one range per process.
-            self.flush()
+            # A large document: one part per range of its records, one range per process, after
+            # every file before it (parts are numbered in source order).
+            self._submit_pending(self._part_bytes)
             for byte_range in split(part_file.size, self.runner.processes):
                 self._submit([part_file], byte_range)
             return
-        self._current.append(part_file)
-        self._size += part_file.size
-        if self._size >= self._part_bytes() or len(self._current) >= self._limits[1]:
-            self.flush()
+        self._pending.append(part_file)
+        self._pending_bytes += part_file.size
+        if self.runner.processes == 1:
+            return  # one process: one part, cut by flush (there is no pool to keep busy)
+        while self.runner.has_room():
+            if self._ready():
+                self._submit(self._take(self._part_bytes()))
+            elif self.runner.starving() and self._pending_bytes >= LAST_PART_BYTES:
+                self._submit(self._take(self._pending_bytes))  # a smaller part now beats an idle worker
+            else:
+                return
+
+    def flush(self) -> None:
+        """The scan is over: submit everything that waits."""
+        if self.runner.runs_here(self._pending_bytes):
+            self._submit_pending(lambda: float("inf"))  # no pool to balance: one part is cheapest
+        else:
+            self._submit_pending(self._tail_part_bytes)
+
+    def _ready(self) -> bool:
+        return self._pending_bytes >= self._part_bytes() or len(self._pending) >= PART_FILES
 
     def _part_bytes(self) -> float:
         # The first parts are small, so the pool starts and both workers have work after the first
         # fraction of a MiB is extracted rather than after 4 MiB; then they double up to PART_BYTES.
-        if self.runner.processes == 1:
-            return self._limits[0]  # one part: there is no pool to start
-        return min(self._limits[0], FIRST_PART_BYTES << len(self.parts))
+        return min(PART_BYTES, FIRST_PART_BYTES << len(self.parts))
 
-    def flush(self) -> None:
-        if self._current:
-            self._submit(self._current)
-            self._current, self._size = [], 0
+    def _tail_part_bytes(self) -> float:
+        share = self._pending_bytes // (2 * self.runner.processes)
+        return max(LAST_PART_BYTES, min(self._part_bytes(), share))
+
+    def _submit_pending(self, part_bytes: Callable[[], float]) -> None:
+        while self._pending:
+            self._submit(self._take(part_bytes()))
+
+    def _take(self, part_bytes: float) -> list[PartFile]:
+        """The next waiting files, up to the first that brings them to ``part_bytes``."""
+        files: list[PartFile] = []
+        size = 0
+        while self._pending and size < part_bytes and len(files) < PART_FILES:
+            part_file = self._pending.popleft()
+            files.append(part_file)
+            size += part_file.size
+        self._pending_bytes -= size
+        return files
 
     def _submit(self, files: list[PartFile], byte_range: ByteRange | None = None) -> None:
         number = len(self.parts)

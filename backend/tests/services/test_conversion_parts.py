@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 
-from api.services.conversion_parts import PartFile, PartTask, convert_part
+import pytest
+
+from api.services.conversion_parts import FileOutcome, PartFile, PartTask, convert_part
 
 GOOD = b"<r><book><t>one</t></book><book><t>two</t></book></r>"
 
@@ -62,3 +65,14 @@ def test_each_finished_file_is_reported(tmp_path: Path) -> None:
 
 def test_the_peak_memory_of_the_worker_is_reported(tmp_path: Path) -> None:
     assert convert_part(_task(tmp_path, [_file(tmp_path, 0, GOOD)])).peak_rss_bytes > 0
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        FileOutcome(3, "converted", 12, None),
+        FileOutcome(4, "failed", 0, "ab" * 32, "malformed XML: line 1", partial=True),
+    ],
+)
+def test_an_outcome_comes_back_from_a_worker_unchanged(outcome: FileOutcome) -> None:
+    assert pickle.loads(pickle.dumps(outcome)) == outcome

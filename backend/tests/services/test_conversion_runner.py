@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -62,8 +63,8 @@ def test_several_processes_get_contiguous_parts_in_order(tmp_path: Path, spools:
     for part_file in files:
         cutter.add(part_file)
     cutter.flush()
-    # 512 KiB, 1, 2, then 4 MiB parts (each passes its size with its last file), then the rest.
-    assert [len(part) for part in cutter.parts] == [1, 1, 2, 3, 3, 3, 3]
+    # 512 KiB, then 1 MiB parts (each passes its size with its last file), then the rest.
+    assert [len(part) for part in cutter.parts] == [2, 3, 3, 3, 3, 2]
     assert [part_file for part in cutter.parts for part_file in part] == files
 
 
@@ -75,7 +76,7 @@ def test_the_first_parts_are_small_so_every_worker_starts_early(tmp_path: Path, 
         cutter.add(PartFile(n, f"{n}.xml", Path(f"{n}.xml"), 128 * kib, None))
     cutter.flush()
     sizes = [sum(part_file.size for part_file in part) // kib for part in cutter.parts]
-    assert sizes == [512, 1024, 2048, 4096]  # KiB: doubling up to PART_BYTES
+    assert sizes == [512, *[1024] * 7]  # KiB: doubling up to PART_BYTES
 
 
 class RecordingRunner(Runner):
@@ -144,3 +145,70 @@ def test_a_large_job_runs_on_the_pool_and_reports_each_part(tmp_path: Path, spoo
     assert [result.tables[0].path.read_bytes() for result in results] == [
         f"{n}\t1\t{n}\n".encode() for n in range(4)
     ]
+
+
+class HeldBackRunner(RecordingRunner):
+    """Has room for ``room`` parts, then none (a pool whose workers are all busy)."""
+
+    def __init__(self, processes: int, room: int) -> None:
+        super().__init__(processes, 0)
+        self.room = room
+
+    def has_room(self) -> bool:
+        return len(self.tasks) < self.room
+
+    def runs_here(self, more_bytes: int) -> bool:
+        return False
+
+
+def test_files_held_back_are_cut_into_shrinking_parts_when_the_scan_ends(
+    tmp_path: Path, spools: Path
+) -> None:
+    runner = HeldBackRunner(2, room=2)
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    kib = 1024
+    files = [PartFile(n, f"{n}.xml", Path(f"{n}.xml"), 64 * kib, None) for n in range(200)]  # 12.5 MiB
+    for part_file in files:
+        cutter.add(part_file)
+    assert len(runner.tasks) == 2  # the rest waits for room
+    cutter.flush()
+    sizes = [sum(part_file.size for part_file in part) // kib for part in cutter.parts]
+    assert sizes[:2] == [512, 1024]  # cut while the scan went on
+    tail = sizes[2:]
+    assert tail == sorted(tail, reverse=True)  # largest first: the workers finish together
+    assert max(tail) <= PART_BYTES // kib
+    assert min(tail[:-1]) >= 256
+    assert tail[-1] <= 256
+    assert [part_file for part in cutter.parts for part_file in part] == files  # in order, once
+    assert [task.part for task in runner.tasks] == list(range(len(sizes)))
+
+
+def test_a_job_that_stays_here_keeps_its_last_files_in_one_part(tmp_path: Path, spools: Path) -> None:
+    runner = Runner(2, 1 << 40, lambda: None, lambda result: None)  # never starts a pool
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    for n in range(3):
+        cutter.add(PartFile(n, f"{n}.xml", Path(f"{n}.xml"), 100 * 1024, None))
+    cutter.flush()
+    assert [len(part) for part in cutter.parts] == [3]
+
+
+class FakePool:
+    def __init__(self) -> None:
+        self.futures: list[Future[PartResult]] = []
+
+    def submit(self, function: object, task: PartTask) -> Future[PartResult]:
+        self.futures.append(Future())
+        return self.futures[-1]
+
+
+def test_the_pool_has_room_while_at_most_one_part_per_process_waits(spools: Path) -> None:
+    runner = Runner(2, 0, lambda: None, lambda result: None)
+    pool = FakePool()
+    runner._pool = pool  # type: ignore[assignment]
+    for n in range(4):  # two running, two waiting
+        assert runner.has_room()
+        runner.submit(PartTask(n, [], None, spools))
+    assert not runner.has_room()
+    pool.futures[0].set_result(PartResult(0))
+    assert runner.has_room()
+    runner._pool = None
