@@ -15,7 +15,10 @@ Speed matters (the target is 12 MB/s on one core, and the parse alone runs at 22
 ``flatten`` does as much as it can in C: lxml's ``getelementpath`` already numbers repeated siblings
 exactly as the rule above says, and its paths are turned into column paths through a cache. Records
 that are very large (where ``getelementpath``'s sibling scans grow quadratic) or use namespaces the
-cache cannot name are numbered in Python instead, with the same result.
+cache cannot name are numbered in Python instead, with the same result. Records of one corpus
+mostly share a few shapes, so the paths are also cached by shape: the descendants' tags and child
+counts in document order describe the tree exactly (a pre-order walk with each node's number of
+children can be rebuilt into one tree only), hence their paths; both are read in C.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from typing import Final
 
 from lxml import etree
 
-from api.services.xml_names import Element, Names
+from api.services.xml_names import MAX_CACHED_SHAPES, Element, Names
 
 TEXT_COLUMN: Final = "#text"
 FAST_PATH_MAX_ELEMENTS: Final = 2000
 _XML_SPACE = re.compile(r"[ \t\r\n]+")
+_TAG = attrgetter("tag")
 _TEXT = attrgetter("text")
 _TAIL = attrgetter("tail")
 _ATTRIB = attrgetter("attrib")
@@ -66,12 +70,13 @@ def flatten(record: Element, names: Names) -> dict[str, str]:
     if (record.text and not record.text.isspace()) or record in mixed:
         row[TEXT_COLUMN] = collapse("".join(record.itertext()))
     attribute_names = names.attributes.get
+    child_counts = tuple(map(len, elements))
     for element, path, text, attrib, children in zip(
         elements,
-        _paths(record, elements, names),
+        _paths(record, elements, child_counts, names),
         map(_TEXT, elements),
         map(_ATTRIB, elements),
-        map(len, elements),
+        child_counts,
         strict=True,
     ):
         if attrib:  # _attributes(), inlined
@@ -107,19 +112,28 @@ def numbered(parents: list[Element | None], steps: list[str]) -> list[str]:
     return result
 
 
-def _paths(record: Element, elements: list[Element], names: Names) -> list[str]:
-    """The column path of every element of ``elements`` (the record's descendants, in order)."""
-    if len(elements) <= FAST_PATH_MAX_ELEMENTS:
-        element_paths = list(map(etree.ElementTree(record).getelementpath, elements))
-        paths = list(map(names.paths.get, element_paths))
-        if None not in paths:
-            return paths  # type: ignore[return-value]
-        for index, (path, element_path) in enumerate(zip(paths, element_paths, strict=True)):
-            if path is None and (path := names.path(element_path)) is None:
-                return linear_paths(record, elements, names)
-            paths[index] = path
-        return paths  # type: ignore[return-value]
-    return linear_paths(record, elements, names)
+def _paths(
+    record: Element, elements: list[Element], child_counts: tuple[int, ...], names: Names
+) -> list[str]:
+    """The column path of every element of ``elements`` (the record's descendants, in order, with
+    their numbers of children)."""
+    if len(elements) > FAST_PATH_MAX_ELEMENTS:
+        return linear_paths(record, elements, names)
+    shape = (tuple(map(_TAG, elements)), child_counts)
+    known = names.shapes.get(shape)
+    if known is not None:
+        return known
+    element_paths = list(map(etree.ElementTree(record).getelementpath, elements))
+    paths = list(map(names.paths.get, element_paths))
+    for index, (path, element_path) in enumerate(zip(paths, element_paths, strict=True)):
+        if path is None and (path := names.path(element_path)) is None:
+            # A namespace declared below the root: named for this document only, never cached.
+            return linear_paths(record, elements, names)
+        paths[index] = path
+    if len(names.shapes) >= MAX_CACHED_SHAPES:
+        names.shapes.clear()
+    names.shapes[shape] = paths  # type: ignore[assignment]
+    return paths  # type: ignore[return-value]
 
 
 def linear_paths(record: Element, elements: list[Element], names: Names) -> list[str]:

@@ -17,6 +17,7 @@ from lxml import etree
 XML_NAMESPACE: Final = "http://www.w3.org/XML/1998/namespace"
 MAX_CACHED_NAMESPACE_SETS: Final = 64
 MAX_CACHED_PATHS: Final = 200_000
+MAX_CACHED_SHAPES: Final = 4096
 # One step of an lxml element path: "{uri}local[3]" (namespace and index optional).
 _PATH_STEP = re.compile(r"(?:\{([^}]*)\})?([^/\[{]+)(\[\d+\])?")
 
@@ -30,6 +31,9 @@ class Names:
         self.elements: dict[str, str] = {}  # tag (Clark notation) -> name
         self.attributes: dict[str, str] = {}  # attribute key (Clark notation) -> name
         self.paths: dict[str, str] = {}  # lxml element path -> column path
+        # A record's shape (its descendants' tags and child counts, in document order) -> their
+        # column paths; only for records named from the root's declarations alone.
+        self.shapes: dict[tuple[tuple[str, ...], tuple[int, ...]], list[str]] = {}
         self.local_elements: dict[str, str] = {}
 
     def start_document(self) -> None:

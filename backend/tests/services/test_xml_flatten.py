@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from api.services import xml_flatten
@@ -151,3 +153,57 @@ def test_wide_records_are_flattened_in_linear_time() -> None:
     assert time.monotonic() - started < 5
     assert len(row) == 50_000
     assert row["n[50000]"] == "v"
+
+
+def _records(xml: str) -> tuple[list[etree._Element], NameCache]:
+    root = etree.fromstring(xml)
+    return list(root), NameCache()
+
+
+def test_records_of_one_shape_share_their_paths() -> None:
+    records, cache = _records(
+        "<r><book><a>1</a><a>2</a><b>3</b></book><book><a>4</a><a>5</a><b>6</b></book></r>"
+    )
+    names = cache.for_root(records[0].getparent())
+    assert [flatten(record, names) for record in records] == [
+        {"a[1]": "1", "a[2]": "2", "b": "3"},
+        {"a[1]": "4", "a[2]": "5", "b": "6"},
+    ]
+    assert len(names.shapes) == 1
+
+
+def test_the_same_tags_in_another_tree_get_their_own_paths() -> None:
+    # Tags a, b in document order, as siblings and as parent and child: the child counts tell them apart.
+    records, cache = _records("<r><book><a>1</a><b>2</b></book><book><a>x<b>3</b></a></book></r>")
+    names = cache.for_root(records[0].getparent())
+    assert [flatten(record, names) for record in records] == [{"a": "1", "b": "2"}, {"a": "x3", "a.b": "3"}]
+    assert len(names.shapes) == 2
+
+
+def test_records_named_with_a_late_declared_namespace_are_not_cached() -> None:
+    records, cache = _records('<r><book><x:t xmlns:x="urn:late">1</x:t></book></r>')
+    names = cache.for_root(records[0].getparent())
+    assert flatten(records[0], names) == {"x:t": "1"}
+    assert names.shapes == {}
+
+
+_TAGS = st.sampled_from(["a", "b", "{urn:d}c"])
+
+
+@st.composite
+def _trees(draw: st.DrawFn, depth: int = 0) -> str:
+    tag = draw(_TAGS)
+    name = f"d:{tag[7:]}" if tag.startswith("{") else tag
+    children = draw(st.lists(_trees(depth + 1), max_size=3)) if depth < 3 else []
+    return f"<{name}>{len(children)}{''.join(children)}</{name}>"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_trees(), min_size=1, max_size=6))
+def test_cached_paths_are_the_paths_of_each_record(bodies: list[str]) -> None:
+    xml = f'<r xmlns:d="urn:d">{"".join(f"<book>{body}</book>" for body in bodies)}</r>'
+    shared = NameCache()
+    root = etree.fromstring(xml)
+    with_cache = [flatten(record, shared.for_root(root)) for record in root]
+    alone = [flatten(record, NameCache().for_root(root)) for record in root]  # nothing cached yet
+    assert with_cache == alone
