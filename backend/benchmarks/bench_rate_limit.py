@@ -305,9 +305,22 @@ def wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not start")
 
 
-def measure_http(sizes: Sizes, directory: Path) -> dict[str, list[float]]:
-    """Requests per second, limiter off and on, ``http_runs`` times each, in ABBA order."""
+def server_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) the process has used so far; None where /proc is missing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_http(sizes: Sizes, directory: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Requests per second, limiter off and on, ``http_runs`` times each, in ABBA order; and the
+    server's CPU time per request in each run (µs), which does not depend on the load generator
+    keeping up or on how much of the machine the host lends at that moment."""
     rates: dict[str, list[float]] = {"off": [], "on": []}
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
     context = multiprocessing.get_context("spawn")
     for run in range(sizes.http_runs):
         for mode in ("off", "on") if run % 2 == 0 else ("on", "off"):
@@ -318,15 +331,19 @@ def measure_http(sizes: Sizes, directory: Path) -> dict[str, list[float]]:
                 for seconds, measured in ((WARM_UP_SECONDS, False), (sizes.http_seconds, True)):
                     results = context.Queue()
                     loader = context.Process(target=_load_process, args=(port, 32, seconds, results))
+                    cpu_before = server_cpu_seconds(server.pid)
                     loader.start()
                     requests = results.get(timeout=120)
+                    cpu_after = server_cpu_seconds(server.pid)
                     loader.join(timeout=30)
                     if measured:
                         rates[mode].append(requests / seconds)
+                        if cpu_before is not None and cpu_after is not None and requests:
+                            cpu[mode].append((cpu_after - cpu_before) / requests * 1e6)
             finally:
                 server.terminate()
                 server.wait(timeout=30)
-    return rates
+    return rates, cpu
 
 
 # -- report ---------------------------------------------------------------------------------------------
@@ -404,6 +421,17 @@ def targets(
     ]
 
 
+def cpu_table(headers: list[str], cpu: dict[str, list[float]]) -> str:
+    """Server CPU µs per request per run, and off ÷ on (the rps ratio the CPU cost implies)."""
+    rows = [
+        [mode, *(f"{micros:,.0f} µs" for micros in runs), f"{statistics.median(runs):,.0f} µs"]
+        for mode, runs in cpu.items()
+    ]
+    ratios = [off / on for off, on in zip(cpu["off"], cpu["on"], strict=True)]
+    rows.append(["off ÷ on", *(f"{ratio:.0%}" for ratio in ratios), f"{statistics.median(ratios):.0%}"])
+    return markdown_table(headers, rows)
+
+
 def paired_ratios(http: dict[str, list[float]]) -> list[float]:
     """On ÷ off for each run: the two servers of a run were measured back to back, so their ratio is
     free of the machine's slower drifts (a shared VM's speed wanders by ±20% over minutes here); the
@@ -452,8 +480,9 @@ def main() -> None:
         print(markdown_table(["store", "1 process", "2 processes", "4 processes"], rows), "\n")
 
         http: dict[str, list[float]] = {"off": [], "on": []}
+        cpu: dict[str, list[float]] = {"off": [], "on": []}
         if not args.skip_http:
-            http = measure_http(sizes, directory)
+            http, cpu = measure_http(sizes, directory)
             rows = [
                 [mode, *(format_rate(rate) for rate in rates), format_rate(statistics.median(rates))]
                 for mode, rates in http.items()
@@ -464,6 +493,9 @@ def main() -> None:
             headers = ["limiter", *(f"run {n + 1}" for n in range(sizes.http_runs)), "median"]
             print("## HTTP requests per second (1 uvicorn worker, 32 keep-alive connections)\n")
             print(markdown_table(headers, rows), "\n")
+            if cpu["off"] and len(cpu["off"]) == len(cpu["on"]):
+                print("## Server CPU time per request in the same runs (the cross-check)\n")
+                print(cpu_table(headers, cpu), "\n")
 
     verdicts = targets(latency, processes, http)
     print("## Targets (issue 4)\n")
@@ -479,6 +511,7 @@ def main() -> None:
             "latency": latency,
             "processes": processes,
             "http": http,
+            "http_server_cpu_us_per_request": cpu,
             "targets": verdicts,
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")

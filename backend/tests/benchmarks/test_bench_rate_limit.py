@@ -36,3 +36,20 @@ def test_quick_run_prints_the_latency_table_and_a_verdict_per_target(tmp_path: P
     assert "| limits moving window, memory" in result.stdout
     report = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
     assert [row["result"] in {"PASS", "FAIL", "skipped"} for row in report["targets"]] == [True] * 4
+
+
+def test_server_cpu_is_read_from_proc_and_tabled_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.syspath_prepend(str(BACKEND_DIR / "benchmarks"))
+    import bench_rate_limit
+
+    before = bench_rate_limit.server_cpu_seconds(os.getpid())
+    assert before is not None
+    sum(range(3_000_000))  # some CPU for this process
+    after = bench_rate_limit.server_cpu_seconds(os.getpid())
+    assert after is not None
+    assert after > before
+    assert bench_rate_limit.server_cpu_seconds(2**22 + 12345) is None  # no such process
+    table = bench_rate_limit.cpu_table(["limiter", "run 1", "median"], {"off": [150.0], "on": [200.0]})
+    assert "| off ÷ on |    75% |    75% |" in table
