@@ -31,7 +31,6 @@ PART_BYTES: Final = 1024 * 1024  # small enough to balance two workers, large en
 PART_FILES: Final = 1000
 FIRST_PART_BYTES: Final = 512 * 1024
 LAST_PART_BYTES: Final = 256 * 1024  # the smallest part cut at the end of the scan
-QUEUED_PER_PROCESS: Final = 1  # parts waiting on the pool beyond those running
 WORKER_MODULES: Final = ["api.services.conversion_parts", "api.services.table_merge"]
 
 
@@ -54,7 +53,8 @@ class Runner:
         self._waiting: list[PartTask] = []
         self._waiting_bytes = 0
         self._futures: list[Future[PartResult]] = []
-        self._finished = 0  # futures done; only the pool's result thread adds to it
+        self._finished = 0  # futures done (added to from the pool's result thread, under a lock)
+        self._finished_lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         if processes > 1:
             # Start the fork server now, beside the scan, so a pool that is needed later starts in
@@ -76,15 +76,6 @@ class Runner:
     @property
     def parallel(self) -> bool:
         return self._pool is not None
-
-    def has_room(self) -> bool:
-        """Whether a part submitted now would start soon: always before the pool starts (parts
-        wait here and count towards starting it), then while no more than ``QUEUED_PER_PROCESS``
-        parts per process wait on the pool. What the cutter holds back meanwhile it can still cut
-        finely at the end, so that the workers finish together."""
-        if self._pool is None:
-            return True
-        return len(self._futures) - self._finished < self.processes * (1 + QUEUED_PER_PROCESS)
 
     def starving(self) -> bool:
         """Whether a worker of the pool has nothing to convert, not even a part waiting for it."""
@@ -115,8 +106,9 @@ class Runner:
         self._futures.append(future)
 
     def _count_finished(self, future: Future[PartResult]) -> None:
-        # Runs in the pool's result thread (the only writer); has_room may read a stale count.
-        self._finished += 1
+        # Runs in the pool's result thread, or here when the future was done already: two writers.
+        with self._finished_lock:
+            self._finished += 1
 
     def results(self) -> list[PartResult]:
         """Every part's result (waiting for the pool, or converting here), in part order."""
@@ -138,12 +130,12 @@ class Runner:
 class PartCutter:
     """Cuts the XML files, fed in source order, into parts and submits them to a runner.
 
-    While the scan goes on, parts are cut at ``PART_BYTES`` (the first ones smaller, so that the
-    workers start early) and submitted while the runner has room; the rest waits here. When the
-    scan ends (``flush``), what waits is cut into parts that shrink towards the end (each what is
-    left divided by twice the number of processes, down to ``LAST_PART_BYTES``), so no worker is
-    left converting one large last part while the other has nothing to do. A worker that runs out
-    of work during the scan gets what has been extracted so far, even below ``PART_BYTES``.
+    While the scan goes on, parts of ``PART_BYTES`` are submitted as soon as they are full (the
+    first one smaller, so that the second worker starts early), and a worker that has run dry gets
+    what has been extracted so far (from ``LAST_PART_BYTES`` on). When the scan ends (``flush``),
+    the rest is cut into parts that shrink towards the end (what is left divided by twice the
+    number of processes, down to ``LAST_PART_BYTES``), so that the workers finish together. Work
+    that runs in this process (one process, or a job too small for the pool) stays one part.
     """
 
     def __init__(
@@ -174,23 +166,18 @@ class PartCutter:
         self._pending_bytes += part_file.size
         if self.runner.processes == 1:
             return  # one process: one part, cut by flush (there is no pool to keep busy)
-        while self.runner.has_room():
-            if self._ready():
-                self._submit(self._take(self._part_bytes()))
-            elif self.runner.starving() and self._pending_bytes >= LAST_PART_BYTES:
-                self._submit(self._take(self._pending_bytes))  # a smaller part now beats an idle worker
-            else:
-                return
+        while self._pending_bytes >= self._part_bytes() or len(self._pending) >= PART_FILES:
+            self._submit(self._take(self._part_bytes()))
+        if self._pending_bytes >= LAST_PART_BYTES and self.runner.starving():
+            self._submit(self._take(self._pending_bytes))  # a smaller part now beats an idle worker
 
     def flush(self) -> None:
         """The scan is over: submit everything that waits."""
         if self.runner.runs_here(self._pending_bytes):
-            self._submit_pending(lambda: float("inf"))  # no pool to balance: one part is cheapest
+            # No pool to balance: the rest is one part, however many files (fewer spools to merge).
+            self._submit_pending(lambda: float("inf"), max_files=None)
         else:
             self._submit_pending(self._tail_part_bytes)
-
-    def _ready(self) -> bool:
-        return self._pending_bytes >= self._part_bytes() or len(self._pending) >= PART_FILES
 
     def _part_bytes(self) -> float:
         # The first parts are small, so the pool starts and both workers have work after the first
@@ -201,15 +188,17 @@ class PartCutter:
         share = self._pending_bytes // (2 * self.runner.processes)
         return max(LAST_PART_BYTES, min(self._part_bytes(), share))
 
-    def _submit_pending(self, part_bytes: Callable[[], float]) -> None:
+    def _submit_pending(self, part_bytes: Callable[[], float], max_files: int | None = PART_FILES) -> None:
         while self._pending:
-            self._submit(self._take(part_bytes()))
+            self._submit(self._take(part_bytes(), max_files))
 
-    def _take(self, part_bytes: float) -> list[PartFile]:
-        """The next waiting files, up to the first that brings them to ``part_bytes``."""
+    def _take(self, part_bytes: float, max_files: int | None = PART_FILES) -> list[PartFile]:
+        """The next waiting files, up to the first that brings them to ``part_bytes`` (and at most
+        ``max_files``, None for no limit)."""
         files: list[PartFile] = []
         size = 0
-        while self._pending and size < part_bytes and len(files) < PART_FILES:
+        limit = len(self._pending) if max_files is None else max_files
+        while self._pending and size < part_bytes and len(files) < limit:
             part_file = self._pending.popleft()
             files.append(part_file)
             size += part_file.size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pickle
 from pathlib import Path
@@ -76,3 +77,4 @@ def test_the_peak_memory_of_the_worker_is_reported(tmp_path: Path) -> None:
 )
 def test_an_outcome_comes_back_from_a_worker_unchanged(outcome: FileOutcome) -> None:
     assert pickle.loads(pickle.dumps(outcome)) == outcome
+    assert len(outcome.__reduce__()[1]) == len(dataclasses.fields(FileOutcome))  # no field left out

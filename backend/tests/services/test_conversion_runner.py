@@ -147,49 +147,77 @@ def test_a_large_job_runs_on_the_pool_and_reports_each_part(tmp_path: Path, spoo
     ]
 
 
-class HeldBackRunner(RecordingRunner):
-    """Has room for ``room`` parts, then none (a pool whose workers are all busy)."""
+class PoolRunner(RecordingRunner):
+    """Records parts as a runner whose pool has started; ``idle`` says whether a worker has run dry."""
 
-    def __init__(self, processes: int, room: int) -> None:
+    def __init__(self, processes: int, idle: bool = False) -> None:
         super().__init__(processes, 0)
-        self.room = room
+        self.idle = idle
 
-    def has_room(self) -> bool:
-        return len(self.tasks) < self.room
+    def starving(self) -> bool:
+        return self.idle
 
     def runs_here(self, more_bytes: int) -> bool:
         return False
 
 
-def test_files_held_back_are_cut_into_shrinking_parts_when_the_scan_ends(
-    tmp_path: Path, spools: Path
-) -> None:
-    runner = HeldBackRunner(2, room=2)
+def _sizes_kib(cutter: PartCutter) -> list[int]:
+    return [sum(part_file.size for part_file in part) // 1024 for part in cutter.parts]
+
+
+def test_the_end_of_the_scan_is_cut_into_shrinking_parts(tmp_path: Path, spools: Path) -> None:
+    runner = PoolRunner(2)
     cutter = PartCutter(runner, None, spools, 1 << 20)
-    kib = 1024
-    files = [PartFile(n, f"{n}.xml", Path(f"{n}.xml"), 64 * kib, None) for n in range(200)]  # 12.5 MiB
+    files = [PartFile(n, f"{n}.xml", Path(f"{n}.xml"), 64 * 1024, None) for n in range(38)]  # 2,432 KiB
     for part_file in files:
         cutter.add(part_file)
-    assert len(runner.tasks) == 2  # the rest waits for room
+    assert _sizes_kib(cutter) == [512, 1024]  # full parts go as soon as they are full
     cutter.flush()
-    sizes = [sum(part_file.size for part_file in part) // kib for part in cutter.parts]
-    assert sizes[:2] == [512, 1024]  # cut while the scan went on
-    tail = sizes[2:]
-    assert tail == sorted(tail, reverse=True)  # largest first: the workers finish together
-    assert max(tail) <= PART_BYTES // kib
-    assert min(tail[:-1]) >= 256
-    assert tail[-1] <= 256
+    # 896 KiB left: a quarter (224 KiB) is below the smallest part, so 256 KiB parts, then the rest.
+    assert _sizes_kib(cutter) == [512, 1024, 256, 256, 256, 128]
     assert [part_file for part in cutter.parts for part_file in part] == files  # in order, once
-    assert [task.part for task in runner.tasks] == list(range(len(sizes)))
+    assert [task.part for task in runner.tasks] == list(range(6))
+
+
+def test_a_large_rest_shrinks_from_a_full_part_down(tmp_path: Path, spools: Path) -> None:
+    runner = PoolRunner(2)
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    files = [PartFile(n, f"{n}.xml", Path(f"{n}.xml"), 64 * 1024, None) for n in range(2000)]
+    cutter._pending.extend(files)  # as if the scan handed over 125 MiB at its very end
+    cutter._pending_bytes = sum(part_file.size for part_file in files)
+    cutter.flush()
+    sizes = _sizes_kib(cutter)
+    assert sizes[0] == 512  # the first part of a job is always small
+    assert sizes[1:] == sorted(sizes[1:], reverse=True)
+    assert max(sizes) <= PART_BYTES // 1024
+    assert min(sizes[:-1]) >= 256
+    assert [part_file for part in cutter.parts for part_file in part] == files
+
+
+def test_a_worker_that_runs_dry_gets_what_has_been_extracted(tmp_path: Path, spools: Path) -> None:
+    runner = PoolRunner(2, idle=True)
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    for n in range(6):
+        cutter.add(PartFile(n, f"{n}.xml", Path(f"{n}.xml"), 100 * 1024, None))
+    assert _sizes_kib(cutter) == [300, 300]  # from 256 KiB on, not 512 KiB and 1 MiB
 
 
 def test_a_job_that_stays_here_keeps_its_last_files_in_one_part(tmp_path: Path, spools: Path) -> None:
     runner = Runner(2, 1 << 40, lambda: None, lambda result: None)  # never starts a pool
     cutter = PartCutter(runner, None, spools, 1 << 20)
-    for n in range(3):
+    for n in range(15):
         cutter.add(PartFile(n, f"{n}.xml", Path(f"{n}.xml"), 100 * 1024, None))
     cutter.flush()
-    assert [len(part) for part in cutter.parts] == [3]
+    assert [len(part) for part in cutter.parts] == [6, 9]  # 600 KiB passed 512 KiB; the rest stays
+
+
+def test_one_process_keeps_thousands_of_files_in_one_part(tmp_path: Path, spools: Path) -> None:
+    runner = Runner(1, 0, lambda: None, lambda result: None)
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    for n in range(2500):
+        cutter.add(PartFile(n, f"{n}.xml", Path(f"{n}.xml"), 100, None))
+    cutter.flush()
+    assert [len(part) for part in cutter.parts] == [2500]
 
 
 class FakePool:
@@ -201,14 +229,15 @@ class FakePool:
         return self.futures[-1]
 
 
-def test_the_pool_has_room_while_at_most_one_part_per_process_waits(spools: Path) -> None:
+def test_a_worker_is_starving_while_fewer_parts_than_processes_are_unfinished(spools: Path) -> None:
     runner = Runner(2, 0, lambda: None, lambda result: None)
     pool = FakePool()
     runner._pool = pool  # type: ignore[assignment]
-    for n in range(4):  # two running, two waiting
-        assert runner.has_room()
-        runner.submit(PartTask(n, [], None, spools))
-    assert not runner.has_room()
+    assert runner.starving()
+    runner.submit(PartTask(0, [], None, spools))
+    assert runner.starving()
+    runner.submit(PartTask(1, [], None, spools))
+    assert not runner.starving()  # both workers have a part
     pool.futures[0].set_result(PartResult(0))
-    assert runner.has_room()
+    assert runner.starving()
     runner._pool = None
