@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from operator import attrgetter
-from typing import Final
+from typing import Final, cast
 
 from lxml import etree
 
-from api.services.xml_names import MAX_CACHED_SHAPES, Element, Names
+from api.services.xml_names import SHAPE_MAX_ELEMENTS, Element, Names
 
 TEXT_COLUMN: Final = "#text"
 FAST_PATH_MAX_ELEMENTS: Final = 2000
@@ -114,13 +115,13 @@ def numbered(parents: list[Element | None], steps: list[str]) -> list[str]:
 
 def _paths(
     record: Element, elements: list[Element], child_counts: tuple[int, ...], names: Names
-) -> list[str]:
+) -> Sequence[str]:
     """The column path of every element of ``elements`` (the record's descendants, in order, with
     their numbers of children)."""
     if len(elements) > FAST_PATH_MAX_ELEMENTS:
         return linear_paths(record, elements, names)
-    shape = (tuple(map(_TAG, elements)), child_counts)
-    known = names.shapes.get(shape)
+    shape = (tuple(map(_TAG, elements)), child_counts) if len(elements) <= SHAPE_MAX_ELEMENTS else None
+    known = names.shapes.get(shape) if shape is not None else None
     if known is not None:
         return known
     element_paths = list(map(etree.ElementTree(record).getelementpath, elements))
@@ -130,10 +131,10 @@ def _paths(
             # A namespace declared below the root: named for this document only, never cached.
             return linear_paths(record, elements, names)
         paths[index] = path
-    if len(names.shapes) >= MAX_CACHED_SHAPES:
-        names.shapes.clear()
-    names.shapes[shape] = paths  # type: ignore[assignment]
-    return paths  # type: ignore[return-value]
+    named = tuple(cast(list[str], paths))
+    if shape is not None:
+        names.remember_shape(shape, named)
+    return named
 
 
 def linear_paths(record: Element, elements: list[Element], names: Names) -> list[str]:

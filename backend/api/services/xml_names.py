@@ -17,7 +17,11 @@ from lxml import etree
 XML_NAMESPACE: Final = "http://www.w3.org/XML/1998/namespace"
 MAX_CACHED_NAMESPACE_SETS: Final = 64
 MAX_CACHED_PATHS: Final = 200_000
-MAX_CACHED_SHAPES: Final = 4096
+# Record shapes cached for their paths: only records of up to SHAPE_MAX_ELEMENTS elements (larger
+# ones rarely repeat), and the cache is emptied past MAX_CACHED_SHAPE_ELEMENTS elements in all
+# (an entry keeps about 120 bytes per element: a few tens of MB at most).
+SHAPE_MAX_ELEMENTS: Final = 400
+MAX_CACHED_SHAPE_ELEMENTS: Final = 200_000
 # One step of an lxml element path: "{uri}local[3]" (namespace and index optional).
 _PATH_STEP = re.compile(r"(?:\{([^}]*)\})?([^/\[{]+)(\[\d+\])?")
 
@@ -33,7 +37,16 @@ class Names:
         self.paths: dict[str, str] = {}  # lxml element path -> column path
         # A record's shape (its descendants' tags and child counts, in document order) -> their
         # column paths; only for records named from the root's declarations alone.
-        self.shapes: dict[tuple[tuple[str, ...], tuple[int, ...]], list[str]] = {}
+        self.shapes: dict[tuple[tuple[str, ...], tuple[int, ...]], tuple[str, ...]] = {}
+        self.shape_elements = 0  # elements held by ``shapes``
+
+    def remember_shape(self, shape: tuple[tuple[str, ...], tuple[int, ...]], paths: tuple[str, ...]) -> None:
+        """Cache the column paths of a record shape (bounded: see ``MAX_CACHED_SHAPE_ELEMENTS``)."""
+        if self.shape_elements + len(paths) > MAX_CACHED_SHAPE_ELEMENTS:
+            self.shapes.clear()
+            self.shape_elements = 0
+        self.shapes[shape] = paths
+        self.shape_elements += len(paths)
         self.local_elements: dict[str, str] = {}
 
     def start_document(self) -> None:

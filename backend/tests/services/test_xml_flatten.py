@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from api.services import xml_flatten
+from api.services import xml_flatten, xml_names
 from api.services.xml_flatten import collapse, flatten
 from api.services.xml_names import NameCache
 from tests.support.xml_rows import only, values
@@ -199,11 +199,32 @@ def _trees(draw: st.DrawFn, depth: int = 0) -> str:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(_trees(), min_size=1, max_size=6))
-def test_cached_paths_are_the_paths_of_each_record(bodies: list[str]) -> None:
-    xml = f'<r xmlns:d="urn:d">{"".join(f"<book>{body}</book>" for body in bodies)}</r>'
+@given(
+    st.lists(_trees(), min_size=1, max_size=6),
+    st.sampled_from(['xmlns:d="urn:d"', 'xmlns="urn:d" xmlns:d="urn:d"']),
+)
+def test_cached_paths_are_the_paths_of_each_record(bodies: list[str], declarations: str) -> None:
+    xml = f"<r {declarations}>{''.join(f'<book>{body}</book>' for body in bodies)}</r>"
     shared = NameCache()
     root = etree.fromstring(xml)
     with_cache = [flatten(record, shared.for_root(root)) for record in root]
     alone = [flatten(record, NameCache().for_root(root)) for record in root]  # nothing cached yet
     assert with_cache == alone
+
+
+def test_large_records_are_not_cached_and_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(xml_names, "MAX_CACHED_SHAPE_ELEMENTS", 5)
+    large = "".join(f"<n{i}>v</n{i}>" for i in range(xml_flatten.SHAPE_MAX_ELEMENTS + 1))
+    records, cache = _records(
+        f"<r><book>{large}</book><book><a>1</a><b>2</b></book><book><c>3</c></book></r>"
+    )
+    names = cache.for_root(records[0].getparent())
+    flatten(records[0], names)
+    assert names.shapes == {}  # too large to cache
+    flatten(records[1], names)
+    assert (len(names.shapes), names.shape_elements) == (1, 2)
+    flatten(records[2], names)  # 2 + 1 elements fit in 5
+    assert (len(names.shapes), names.shape_elements) == (2, 3)
+    flatten(records[1], names)  # cached: nothing added
+    flatten(etree.fromstring("<book><x/><y>1</y><z>2</z></book>"), names)  # 3 more pass 5: emptied first
+    assert (len(names.shapes), names.shape_elements) == (1, 3)
