@@ -49,11 +49,9 @@ class RateLimitMiddleware:
         self._routes: Sequence[BaseRoute] = ()
         # The app's routes never change after start-up: a hot path is matched once, not per request.
         self._template = lru_cache(maxsize=TEMPLATE_CACHE_SIZE)(self._find_template)
-        # The same for the exemption test: a cache hit costs no Python call.
-        self._exempt = lru_cache(maxsize=TEMPLATE_CACHE_SIZE)(self.exempt.__contains__)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._exempt(scope["path"]):
+        if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         answer: Response | None = None
