@@ -39,6 +39,7 @@ class Names:
         # column paths; only for records named from the root's declarations alone.
         self.shapes: dict[tuple[tuple[str, ...], tuple[int, ...]], tuple[str, ...]] = {}
         self.shape_elements = 0  # elements held by ``shapes``
+        self.local_elements: dict[str, str] = {}  # tag -> name, for namespaces declared below the root
 
     def remember_shape(self, shape: tuple[tuple[str, ...], tuple[int, ...]], paths: tuple[str, ...]) -> None:
         """Cache the column paths of a record shape (bounded: see ``MAX_CACHED_SHAPE_ELEMENTS``)."""
@@ -47,7 +48,6 @@ class Names:
             self.shape_elements = 0
         self.shapes[shape] = paths
         self.shape_elements += len(paths)
-        self.local_elements: dict[str, str] = {}
 
     def start_document(self) -> None:
         self.local_elements = {}

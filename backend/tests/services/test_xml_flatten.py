@@ -228,3 +228,14 @@ def test_large_records_are_not_cached_and_the_cache_is_bounded(monkeypatch: pyte
     flatten(records[1], names)  # cached: nothing added
     flatten(etree.fromstring("<book><x/><y>1</y><z>2</z></book>"), names)  # 3 more pass 5: emptied first
     assert (len(names.shapes), names.shape_elements) == (1, 3)
+
+
+def test_caching_a_shape_keeps_the_names_a_document_gave_its_late_namespaces() -> None:
+    # urn:late is first used with prefix x; a record cached in between must not make it forget that.
+    xml = (
+        '<r><book><x:t xmlns:x="urn:late">1</x:t></book><book><a>2</a></book>'
+        '<book><y:t xmlns:y="urn:late">3</y:t></book></r>'
+    )
+    records, cache = _records(xml)
+    names = cache.for_root(records[0].getparent())
+    assert [flatten(record, names) for record in records] == [{"x:t": "1"}, {"a": "2"}, {"x:t": "3"}]
