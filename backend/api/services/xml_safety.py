@@ -79,6 +79,14 @@ def iterparse(
     return etree.iterparse(source, events=events, **SAFE_OPTIONS)
 
 
+def pull_parser(
+    events: tuple[Literal["start", "end"], ...], tags: list[str] | None = None
+) -> etree.XMLPullParser:
+    """A feed parser with the same options, reporting ``events`` for elements named in ``tags``
+    only (all when None): the others are parsed in C without a Python object each."""
+    return etree.XMLPullParser(events=events, tag=tags, **SAFE_OPTIONS)
+
+
 def check_prolog(head: bytes, *, complete: bool) -> None:
     """Refuse a document whose prolog declares a DOCTYPE.
 

@@ -157,3 +157,56 @@ def test_a_namespace_declared_below_the_root_is_named_as_in_the_whole_document(t
     whole = _whole(path)
     assert {name for _, record in whole for name in record.values} == {"@n", "a:x", "pad"}
     assert _by_ranges(path, split(path.stat().st_size, 2)) == whole
+
+
+def _late_namespace_document(split_at: int) -> bytes:
+    """Records padded so that the first late declaration's ``xmlns`` straddles byte ``split_at``,
+    first used with prefix a, later with prefix b (the whole document names it a)."""
+    head = b"<root>"
+    filler = b"<rec><pad>" + b"p" * 100 + b"</pad></rec>"
+    records = head
+    while len(records) + len(filler) < split_at - 40:
+        records += filler
+    padding = split_at - len(records) - len(b"<rec><pad></pad><a:x ") - 2
+    records += b"<rec><pad>" + b"q" * padding + b"</pad>"
+    records += b'<a:x xmlns:a="urn:u">1</a:x></rec>'
+    records += b"".join(b'<rec><b:x xmlns:b="urn:u">2</b:x></rec>' for _ in range(3000))
+    return records + b"</root>"
+
+
+@pytest.mark.parametrize("offset", range(-3, 3))
+def test_a_late_declaration_split_between_two_chunks_is_still_learnt(tmp_path: Path, offset: int) -> None:
+    from api.services.xml_stream import CHUNK_BYTES
+
+    data = _late_namespace_document(CHUNK_BYTES + offset)
+    assert b"xmlns" not in data[: CHUNK_BYTES - 5]
+    assert b"xmlns" in data[CHUNK_BYTES - 5 : CHUNK_BYTES + 5]
+    path = _write(tmp_path, data)
+    whole = _whole(path)
+    assert {name for _, record in whole for name in record.values} == {"pad", "a:x"}
+    last = len(data) - 2000
+    assert _by_ranges(path, _ranges([last])) == whole  # the second range skips the first use
+
+
+def test_late_declarations_are_counted_across_chunks_and_past_the_root() -> None:
+    from api.services.xml_stream import LateDeclarations
+
+    root = etree.fromstring('<r xmlns="urn:d" xmlns:x="urn:x"/>')
+    declarations = LateDeclarations()
+    declarations.read(b'<r xmlns="urn:d" xmlns:x="urn:x"><a>')
+    declarations.root(root)
+    assert not declarations.possible  # only the root's two
+    declarations.read(b"<b xm")
+    assert not declarations.possible
+    declarations.read(b'lns:y="urn:y"/>')
+    assert declarations.possible  # a third, split between two chunks
+
+
+def test_an_encoding_that_hides_xmlns_always_learns() -> None:
+    from api.services.xml_stream import LateDeclarations
+
+    data = '<?xml version="1.0" encoding="UTF-16"?><r xmlns="urn:d"/>'.encode("utf-16")
+    declarations = LateDeclarations()
+    declarations.read(data)
+    declarations.root(etree.fromstring(data))
+    assert declarations.possible
