@@ -1,12 +1,13 @@
-"""Incremental parsing of large documents: records yielded as they end, then cleared.
+"""Incremental parsing of large documents: records yielded as they complete, then dropped.
 
-Memory stays bounded by the largest record: a finished record (or any other finished subtree on
-the records' levels) is cleared and its earlier siblings deleted, except inside a Crossref ``head``,
-which is kept whole until it ends and becomes the context of the records after it.
+Memory stays bounded by the largest record plus one chunk: the document is fed to the parser
+``CHUNK_BYTES`` at a time, and after each chunk the complete records are flattened and deleted; a
+Crossref ``head`` is kept whole and becomes the context of the records after it.
 
-The document's own rules (``xml_selection``) need only *end* events: a record is an element whose
-parent is the record container (Crossref ``body``, else the root), which is one identity check per
-element. A request's record path needs the general walk over start and end events.
+The document's own rules (``xml_selection``) need events for three elements only: the root, its
+``head`` and its ``body`` (the record container, else the root itself). Everything else is parsed
+in C without a Python object per element; a record is complete once the next one has started or
+the container has ended. A request's record path needs the general walk over start and end events.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from api.services.xml_selection import Record, context, is_crossref, local, matc
 from api.services.xml_window import ByteRange, CountingReader, Place, RecordWindow
 
 PAST_RANGE: Final = Record("", {}, {})  # returned by _record for a record after the range
-CHUNK_BYTES: Final = 32 * 1024  # read at a time by the ranges of a split document (like iterparse)
+CHUNK_BYTES: Final = 32 * 1024  # read at a time (every range of a split document reads the same)
 
 
 def stream_records(path: Path, record_path: tuple[str, ...] | None, cache: NameCache) -> Iterator[Record]:
@@ -36,7 +37,7 @@ def stream_records(path: Path, record_path: tuple[str, ...] | None, cache: NameC
     """
     with path.open("rb") as source:  # closed however the caller stops iterating
         if record_path is None:
-            yield from _by_rule(source, cache)
+            yield from _by_rule(path, source, cache)
         else:
             yield from _by_path(source, record_path, cache)
 
@@ -53,7 +54,7 @@ def stream_range(
         reader = CountingReader(raw)
         window = RecordWindow(byte_range, reader)
         records = (
-            _by_rule_in_chunks(path, reader, cache, window)
+            _by_rule(path, cast(BinaryIO, reader), cache, window)
             if record_path is None
             else _by_path(cast(BinaryIO, reader), record_path, cache, window)
         )
@@ -61,10 +62,11 @@ def stream_range(
             yield window.skipped + taken, record
 
 
-def _by_rule_in_chunks(
-    path: Path, reader: CountingReader, cache: NameCache, window: RecordWindow
+def _by_rule(
+    path: Path, source: BinaryIO, cache: NameCache, window: RecordWindow | None = None
 ) -> Iterator[Record]:
-    """The records of a range by the document's own rules, read ``CHUNK_BYTES`` at a time.
+    """The records by the document's own rules (of ``window`` only, if given), read from
+    ``source`` (the document at ``path``) ``CHUNK_BYTES`` at a time.
 
     Only the root, ``head`` and ``body`` raise events; everything else is parsed in C, without a
     Python object per element (skipping the records before a range costs half as much as with an
@@ -80,7 +82,7 @@ def _by_rule_in_chunks(
     ended = False  # the container has ended: its last record is complete too
     declarations = LateDeclarations()
     while True:
-        data = reader.read(CHUNK_BYTES)
+        data = source.read(CHUNK_BYTES)
         declarations.read(data)
         if data:
             parser.feed(data)
@@ -104,7 +106,8 @@ def _by_rule_in_chunks(
         if container is not None and names is not None:
             complete = len(container) if ended else len(container) - 1
             if complete > 0:
-                window.learn = declarations.possible
+                if window is not None:
+                    window.learn = declarations.possible
                 for element in container[:complete]:
                     record = _record(element, names, head_context, window)
                     if record is PAST_RANGE:
@@ -164,36 +167,6 @@ def _root_tag(path: Path) -> str:
             for _, element in probe.read_events():
                 return cast(str, element.tag)
     raise etree.XMLSyntaxError("no root element", 0, 1, 1, str(path))
-
-
-def _by_rule(source: BinaryIO, cache: NameCache, window: RecordWindow | None = None) -> Iterator[Record]:
-    root: Element | None = None
-    container: Element | None = None  # the parent of the records: body, or the root itself
-    names: Names | None = None
-    head_context: dict[str, str] = {}
-    for _, element in xml_safety.iterparse(source, ("end",)):
-        parent = element.getparent()
-        if root is None:  # the first end event: the root and its declarations are known
-            root = element.getroottree().getroot()
-            xml_safety.check_docinfo(root.getroottree())
-            names = cache.for_root(root)
-            container = None if is_crossref(root) else root
-        assert names is not None
-        if parent is None:
-            continue  # the root ended: the last event
-        if container is None and parent.getparent() is root and local(tag(parent)) == "body":
-            container = parent
-        if parent is container:
-            record = _record(element, names, head_context, window)
-            if record is PAST_RANGE:
-                return
-            if record is not None:
-                yield record
-            _release(element)
-        elif parent is root:  # Crossref: head, body or another child of the root
-            if container is not root and local(tag(element)) == "head" and not head_context:
-                head_context = context(element, names)
-            _release(element)
 
 
 def _by_path(

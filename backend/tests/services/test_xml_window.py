@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from api.services.xml_names import NameCache
-from api.services.xml_records import read_record_range
+from api.services.xml_records import read_record_range, read_records
 from api.services.xml_selection import Record
 from api.services.xml_stream import stream_records
 from api.services.xml_window import ByteRange, CountingReader, Place, split
@@ -38,7 +38,15 @@ def _write(tmp_path: Path, data: bytes) -> Path:
 
 
 def _whole(path: Path, record_path: tuple[str, ...] | None = None) -> list[tuple[int, Record]]:
-    return list(enumerate(stream_records(path, record_path, NameCache()), start=1))
+    # The reference: the whole document parsed at once (not streamed), so ranges are checked
+    # against the other way of reading records.
+    records = read_records(path, path.stat().st_size, record_path, NameCache(), whole_document_bytes=1 << 40)
+    return list(enumerate(records, start=1))
+
+
+def test_streaming_the_whole_document_gives_its_records(tmp_path: Path) -> None:
+    path = _write(tmp_path, _deposit(3000))
+    assert list(enumerate(stream_records(path, None, NameCache()), start=1)) == _whole(path)
 
 
 def _by_ranges(
