@@ -11,6 +11,7 @@ entity resolution and network access off, and the parsed document's ``docinfo`` 
 from __future__ import annotations
 
 import codecs
+import re
 import threading
 from typing import BinaryIO, Final, Literal, TypedDict
 
@@ -121,6 +122,27 @@ def check_docinfo(tree: etree._ElementTree) -> None:
     """The second line: refuse a parsed document that still carries a DOCTYPE."""
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
         raise RefusedDocumentError("refused: the document declares a DOCTYPE (DTDs and entities are off)")
+
+
+_DECLARED_ENCODING = re.compile(
+    rb"""^(?:\xef\xbb\xbf)?<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']"""
+)
+_EBCDIC_SIGNATURE: Final = b"\x4c\x6f\xa7\x94"  # "<?xm" in EBCDIC (XML 1.0, appendix F)
+
+
+def writes_ascii_markup(head: bytes) -> bool:
+    """Whether the document starting with ``head`` writes its markup (names, ``xmlns``) as ASCII
+    bytes, so that it can be searched for them: not UTF-16/32 or EBCDIC, nor any declared
+    encoding that would write ``xmlns`` otherwise."""
+    if head.startswith(_EBCDIC_SIGNATURE) or any(head.startswith(sig) for sig, _ in ENCODING_SIGNATURES):
+        return False
+    declared = _DECLARED_ENCODING.match(head)
+    if declared is None:
+        return True  # UTF-8
+    try:
+        return "xmlns".encode(declared.group(1).decode("ascii")) == b"xmlns"
+    except (LookupError, UnicodeError):
+        return False
 
 
 def _decode(head: bytes) -> str:

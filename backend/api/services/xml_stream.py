@@ -100,9 +100,18 @@ def _by_rule(
             elif element.getparent() is root and container is not root:  # Crossref: head or body
                 if event == "start" and container is None and local(tag(element)) == "body":
                     container = element
-                elif event == "end" and local(tag(element)) == "head" and not head_context:
+                elif (
+                    event == "end"
+                    and container is None
+                    and local(tag(element)) == "head"
+                    and not head_context
+                ):
                     assert names is not None
-                    head_context = context(element, names)
+                    head_context = context(element, names)  # for the records after it only
+        if root is not None and container is not root:
+            # Crossref: the root's other finished children (head once read, anything beside body).
+            for child in [child for child in root[: len(root) - 1] if child is not container]:
+                root.remove(child)
         if container is not None and names is not None:
             complete = len(container) if ended else len(container) - 1
             if complete > 0:
@@ -135,23 +144,23 @@ class LateDeclarations:
         self.seen = 0  # occurrences in everything read so far
         self.possible = True  # until the root is known
         self._tail = b""
+        self._searchable: bool | None = None  # decided from the first bytes
         self._root_declarations: int | None = None
 
     def read(self, data: bytes) -> None:
+        if self._searchable is None:
+            # From the bytes, not the parser: lxml reports the encoding only once parsing ends.
+            self._searchable = xml_safety.writes_ascii_markup(data[: xml_safety.PROLOG_LIMIT])
         # The last bytes of the previous chunk catch a needle split between two chunks.
         self.seen += (self._tail + data).count(self.NEEDLE)
         self._tail = data[-(len(self.NEEDLE) - 1) :]
         self._decide()
 
     def root(self, root: Element) -> None:
-        encoding = root.getroottree().docinfo.encoding or "utf-8"
-        try:
-            searchable = "xmlns".encode(encoding) == self.NEEDLE
-        except (LookupError, UnicodeError):
-            searchable = False
-        self._root_declarations = len(root.nsmap) if searchable else None
-        self.possible = not searchable
-        self._decide()
+        if self._searchable:
+            self._root_declarations = len(root.nsmap)
+            self.possible = False
+            self._decide()
 
     def _decide(self) -> None:
         if self._root_declarations is not None and self.seen > self._root_declarations:

@@ -99,3 +99,20 @@ def test_a_parsed_doctype_is_refused_as_a_second_line() -> None:
     tree = etree.fromstring(b"<!DOCTYPE r><r/>", xml_safety.parser()).getroottree()
     with pytest.raises(RefusedDocumentError):
         check_docinfo(tree)
+
+
+@pytest.mark.parametrize(
+    ("head", "ascii"),
+    [
+        (b"<root/>", True),
+        (b'<?xml version="1.0"?><root/>', True),
+        (b'\xef\xbb\xbf<?xml version="1.0" encoding="ISO-8859-1"?><root/>', True),
+        ('<?xml version="1.0" encoding="UTF-16"?><root/>'.encode("utf-16"), False),
+        ('<?xml version="1.0"?><root/>'.encode("utf-32-le"), False),
+        (b'<?xml version="1.0" encoding="UTF-16"?>', False),  # declared so, whatever the bytes say
+        (b'<?xml version="1.0" encoding="no-such-codec"?>', False),
+        (b"\x4c\x6f\xa7\x94\x93", False),  # EBCDIC
+    ],
+)
+def test_only_documents_that_write_xmlns_as_ascii_are_searched_for_it(head: bytes, ascii: bool) -> None:
+    assert xml_safety.writes_ascii_markup(head) is ascii

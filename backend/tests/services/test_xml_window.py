@@ -218,3 +218,35 @@ def test_an_encoding_that_hides_xmlns_always_learns() -> None:
     declarations.read(data)
     declarations.root(etree.fromstring(data))
     assert declarations.possible
+
+
+def test_a_utf16_document_split_learns_late_namespaces_as_a_whole_one(tmp_path: Path) -> None:
+    records = "".join(
+        f'<rec n="{n}"><{p}:x xmlns:{p}="urn:u">{n}</{p}:x><pad>{"p" * 100}</pad></rec>'
+        for n, p in ((n, "a" if n < 1500 else "b") for n in range(3000))
+    )
+    path = _write(tmp_path, f'<?xml version="1.0" encoding="UTF-16"?><root>{records}</root>'.encode("utf-16"))
+    whole = _whole(path)
+    assert {name for _, record in whole for name in record.values} == {"@n", "a:x", "pad"}
+    assert _by_ranges(path, split(path.stat().st_size, 2)) == whole
+
+
+@pytest.mark.parametrize(
+    ("layout", "records"),
+    [
+        (f"{HEAD}<other>o</other><body>{{body}}</body><tail>t</tail>", 600),
+        (f"<body>{{body}}</body>{HEAD}", 600),  # head after body: no record gets its context
+        ("<other>o</other>" * 5000, 0),  # no body: nothing to convert, and nothing kept
+    ],
+    ids=["between-and-after", "head-after-body", "no-body"],
+)
+def test_crossref_children_of_the_root_stream_as_in_the_whole_document(
+    tmp_path: Path, layout: str, records: int
+) -> None:
+    body = "".join(f'<book n="{n}"><t>{"x" * (n % 50)}</t></book>' for n in range(records))
+    content = layout.replace("{body}", body)
+    path = _write(tmp_path, f'<doi_batch xmlns="urn:c">{content}</doi_batch>'.encode())
+    whole = _whole(path)
+    assert len(whole) == records
+    assert list(enumerate(stream_records(path, None, NameCache()), start=1)) == whole
+    assert _by_ranges(path, split(path.stat().st_size, 3)) == whole
