@@ -180,8 +180,8 @@ class PartCutter:
             self._submit_pending(self._tail_part_bytes)
 
     def _part_bytes(self) -> float:
-        # The first parts are small, so the pool starts and both workers have work after the first
-        # fraction of a MiB is extracted rather than after 4 MiB; then they double up to PART_BYTES.
+        # The first part is half the size, so the second worker has work sooner; then PART_BYTES
+        # (the doubling from FIRST_PART_BYTES stops there).
         return min(PART_BYTES, FIRST_PART_BYTES << len(self.parts))
 
     def _tail_part_bytes(self) -> float:
