@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from api.core.config import Settings
 from api.core.rate_limit_policy import NANOSECONDS, Policy
-from api.core.rate_limit_store import BucketState, HitOutcome, fits, validate_hit
+from api.core.rate_limit_store import BucketState, Hit, HitOutcome, fits, validate_hit
 
 
 class MemoryRateLimitStore:
@@ -31,21 +31,30 @@ class MemoryRateLimitStore:
     def hit(self, key: str, policies: Sequence[Policy], cost: int) -> HitOutcome:
         validate_hit(key, policies, cost)
         with self._lock:
-            now = round(self._clock() * NANOSECONDS)
-            tats = []
-            for policy in policies:
-                bucket = self._buckets.get((key, policy.name))
-                tats.append(now if bucket is None or bucket.tat_ns < now else bucket.tat_ns)
-            pairs = list(zip(policies, tats, strict=True))
-            if not all(fits(policy, tat, now, cost) for policy, tat in pairs):
-                return HitOutcome(now, False, tuple(tats))
-            moved = []
-            for policy, tat in pairs:
-                moved.append(tat + cost * policy.interval_ns)
-                self._buckets[key, policy.name] = BucketState(
-                    policy.name, moved[-1], policy.interval_ns, policy.tolerance_ns
-                )
-            return HitOutcome(now, True, tuple(moved))
+            return self._decide(key, policies, cost, self._now_ns())
+
+    def hit_batch(self, hits: Sequence[Hit]) -> list[HitOutcome]:
+        for key, policies, cost in hits:
+            validate_hit(key, policies, cost)
+        with self._lock:
+            now = self._now_ns()
+            return [self._decide(key, policies, cost, now) for key, policies, cost in hits]
+
+    def _decide(self, key: str, policies: Sequence[Policy], cost: int, now: int) -> HitOutcome:
+        tats = []
+        for policy in policies:
+            bucket = self._buckets.get((key, policy.name))
+            tats.append(now if bucket is None or bucket.tat_ns < now else bucket.tat_ns)
+        pairs = list(zip(policies, tats, strict=True))
+        if not all(fits(policy, tat, now, cost) for policy, tat in pairs):
+            return HitOutcome(now, False, tuple(tats))
+        moved = []
+        for policy, tat in pairs:
+            moved.append(tat + cost * policy.interval_ns)
+            self._buckets[key, policy.name] = BucketState(
+                policy.name, moved[-1], policy.interval_ns, policy.tolerance_ns
+            )
+        return HitOutcome(now, True, tuple(moved))
 
     def refund(self, key: str, policies: Sequence[Policy], cost: int) -> None:
         validate_hit(key, policies, cost)

@@ -6,8 +6,11 @@ if it did not exist, so rows expire by themselves and ``purge_expired`` only rec
 
 Every backend decides a hit atomically across threads and processes, reading the clock at the
 moment of the decision: SQLite with one statement (one policy) or one ``BEGIN IMMEDIATE``
-transaction (several), Redis (scale-out issue) with one Lua script and Redis's clock. One contract
-test suite (``tests/core/rate_limit_store_contract.py``) runs against every backend.
+transaction (several), Redis (scale-out issue) with one Lua script and Redis's clock. A batch of
+independent hits (``hit_batch``: the requests an event-loop iteration received together) is decided
+in one atomic step too, exactly as if its hits came one after another at one instant: SQLite pays
+for one write transaction instead of one per hit. One contract test suite
+(``tests/core/rate_limit_store_contract.py``) runs against every backend.
 """
 
 from __future__ import annotations
@@ -93,6 +96,14 @@ class HitOutcome(NamedTuple):
     tats: tuple[int, ...]
 
 
+class Hit(NamedTuple):
+    """One hit of a batch: ``cost`` units of ``key`` against every policy, all or nothing."""
+
+    key: str
+    policies: Sequence[Policy]
+    cost: int = 1
+
+
 class BucketState(NamedTuple):
     """A live bucket as stored: its ``tat`` and the interval/tolerance of its last admitted hit."""
 
@@ -116,6 +127,12 @@ class RateLimitStore(Protocol):
         Admitted only if every bucket fits its increment (``max(tat, now) + cost × interval - now
         <= tolerance``); then every ``tat`` moves, else none does (all or nothing). A cost some
         policy can never admit is refused without a write.
+        """
+
+    def hit_batch(self, hits: Sequence[Hit]) -> list[HitOutcome]:
+        """Decide independent hits in one atomic step: ``outcomes[i]`` is what ``hit(*hits[i])``
+        would have decided after ``hits[:i]``, every one at the same instant (one clock reading).
+        Each hit is all or nothing on its own; a failure decides none of them (nothing is written).
         """
 
     def refund(self, key: str, policies: Sequence[Policy], cost: int) -> None:
@@ -152,6 +169,11 @@ def validate_hit(key: str, policies: Sequence[Policy], cost: int) -> None:
         raise ValueError("cost must be >= 1")
     if not policies or (len(policies) > 1 and len({policy.name for policy in policies}) != len(policies)):
         raise ValueError("a hit needs at least one policy, with distinct names")
+
+
+def never_fits(policies: Sequence[Policy], cost: int) -> bool:
+    """True when ``cost`` exceeds what some policy can ever admit (refused without a write)."""
+    return any(cost * policy.interval_ns > policy.tolerance_ns for policy in policies)
 
 
 def fits(policy: Policy, tat_ns: int, now_ns: int, cost: int) -> bool:
@@ -204,9 +226,8 @@ class SQLiteRateLimitStore:
         # Runs on every request: written flat (plain loops, no helper layers) because each Python
         # call here costs about as much as a tenth of the SQLite statement itself.
         validate_hit(key, policies, cost)
-        for policy in policies:
-            if cost * policy.interval_ns > policy.tolerance_ns:
-                return self._refused_at_once(key, policies)
+        if never_fits(policies, cost):
+            return self._refused_at_once(key, policies)
         try:
             if len(policies) == 1:
                 try:
@@ -218,7 +239,7 @@ class SQLiteRateLimitStore:
                         self._connections.busy_timeout, self._try_hit_one, key, policies[0], cost
                     )
             else:
-                outcome = self._hit_many(key, policies, cost)
+                outcome = self._hit_stacked(key, policies, cost)
         except (sqlite3.Error, SQLiteStoreError) as exc:
             raise self._failure("hit", exc) from exc
         if outcome.admitted:
@@ -226,11 +247,15 @@ class SQLiteRateLimitStore:
         return outcome
 
     def _try_hit_one(self, key: str, policy: Policy, cost: int) -> HitOutcome:
-        connection = self._connections.get()
         # Read per attempt: a hit that waited for the write lock is decided at the time it gets it.
         # An attempt that fails busy has written nothing (each statement is atomic, and only the
         # first to succeed writes).
         now = round(self._clock() * NANOSECONDS)
+        return self._decide_one(self._connections.get(), key, policy, cost, now)
+
+    def _decide_one(
+        self, connection: sqlite3.Connection, key: str, policy: Policy, cost: int, now: int
+    ) -> HitOutcome:
         params = (key, policy.name, now, cost * policy.interval_ns, policy.interval_ns, policy.tolerance_ns)
         if connection.execute(HIT_LIVE, params).rowcount == 1:
             tat: int = self._written.local.value
@@ -241,22 +266,55 @@ class SQLiteRateLimitStore:
         stored = dict(connection.execute(SELECT_TATS, (key,)).fetchall())
         return HitOutcome(now, False, (max(stored.get(policy.name, now), now),))
 
-    def _hit_many(self, key: str, policies: Sequence[Policy], cost: int) -> HitOutcome:
+    def _hit_stacked(self, key: str, policies: Sequence[Policy], cost: int) -> HitOutcome:
         with self._connections.transaction() as connection:
-            now = self._now_ns()  # read under the write lock: no other process decides meanwhile
+            # Read under the write lock: no other process decides meanwhile.
+            return self._decide_stacked(connection, key, policies, cost, self._now_ns())
+
+    @staticmethod
+    def _decide_stacked(
+        connection: sqlite3.Connection, key: str, policies: Sequence[Policy], cost: int, now: int
+    ) -> HitOutcome:
+        """Several policies in the caller's write transaction: read every tat, then all or nothing."""
+        stored = dict(connection.execute(SELECT_TATS, (key,)).fetchall())
+        tats = tuple(max(stored.get(policy.name, now), now) for policy in policies)
+        if not all(fits(policy, tat, now, cost) for policy, tat in zip(policies, tats, strict=True)):
+            return HitOutcome(now, False, tats)
+        moved = tuple(tat + policy.increment_ns(cost) for policy, tat in zip(policies, tats, strict=True))
+        connection.executemany(
+            UPSERT,
+            [
+                (key, policy.name, tat, policy.interval_ns, policy.tolerance_ns)
+                for policy, tat in zip(policies, moved, strict=True)
+            ],
+        )
+        return HitOutcome(now, True, moved)
+
+    def hit_batch(self, hits: Sequence[Hit]) -> list[HitOutcome]:
+        for key, policies, cost in hits:
+            validate_hit(key, policies, cost)
+        if not hits:
+            return []
+        try:
+            with self._connections.transaction() as connection:
+                now = self._now_ns()  # one instant for the batch, read under the write lock
+                outcomes = [self._decide(connection, *hit, now) for hit in hits]
+        except (sqlite3.Error, SQLiteStoreError) as exc:
+            raise self._failure("hit", exc) from exc
+        self._connections.wrote(sum(1 for outcome in outcomes if outcome.admitted))
+        return outcomes
+
+    def _decide(
+        self, connection: sqlite3.Connection, key: str, policies: Sequence[Policy], cost: int, now: int
+    ) -> HitOutcome:
+        """One hit of a batch, inside the batch's write transaction."""
+        if never_fits(policies, cost):
             stored = dict(connection.execute(SELECT_TATS, (key,)).fetchall())
             tats = tuple(max(stored.get(policy.name, now), now) for policy in policies)
-            if not all(fits(policy, tat, now, cost) for policy, tat in zip(policies, tats, strict=True)):
-                return HitOutcome(now, False, tats)
-            moved = tuple(tat + policy.increment_ns(cost) for policy, tat in zip(policies, tats, strict=True))
-            connection.executemany(
-                UPSERT,
-                [
-                    (key, policy.name, tat, policy.interval_ns, policy.tolerance_ns)
-                    for policy, tat in zip(policies, moved, strict=True)
-                ],
-            )
-        return HitOutcome(now, True, moved)
+            return HitOutcome(now, False, tats)
+        if len(policies) == 1:
+            return self._decide_one(connection, key, policies[0], cost, now)
+        return self._decide_stacked(connection, key, policies, cost, now)
 
     def _refused_at_once(self, key: str, policies: Sequence[Policy]) -> HitOutcome:
         now, live = self.buckets(key)

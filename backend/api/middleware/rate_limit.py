@@ -2,7 +2,8 @@
 
 Pure ASGI. For each HTTP request outside ``RATE_LIMIT_EXEMPT_PATHS`` it picks the policies (the
 ``RATE_LIMIT_RULES`` entry of the matched route template, else ``RATE_LIMIT_DEFAULT``), the identity
-(``api.middleware.client_identity``), and asks the app's ``RateLimiter``. Refused: 429
+(``api.middleware.client_identity``), and asks the app's ``RateLimiter``, through a ``HitBatcher``:
+the requests of one event-loop iteration are decided in one store transaction. Refused: 429
 ``{"detail", "code": "rate_limited", "policy"}`` with ``Retry-After``. Admitted: the response gets
 ``RateLimit-Policy`` and ``RateLimit`` (``api.services.rate_limit_headers``). ``RATE_LIMIT_DRY_RUN``
 reports and never refuses. Nothing here answers 500: a failure admits (``RATE_LIMIT_ON_STORE_ERROR=
@@ -26,6 +27,7 @@ from api.core.config import Settings
 from api.core.rate_limit_policy import ExemptPaths, Policy, parse_policies, parse_rules
 from api.errors import error_body
 from api.middleware.client_identity import client_identity
+from api.services.rate_limit_batcher import HitBatcher
 from api.services.rate_limit_headers import header_fields
 from api.services.rate_limiter import Decision, RateLimitUnavailableError, rate_limited_error
 
@@ -47,6 +49,7 @@ class RateLimitMiddleware:
         self.fail_closed = settings.rate_limit_on_store_error == "closed"
         self._warned_anonymous = False
         self._routes: Sequence[BaseRoute] = ()
+        self._batcher: HitBatcher | None = None
         # The app's routes never change after start-up: a hot path is matched once, not per request.
         self._template = lru_cache(maxsize=TEMPLATE_CACHE_SIZE)(self._find_template)
 
@@ -57,7 +60,7 @@ class RateLimitMiddleware:
         answer: Response | None = None
         decision: Decision | None = None
         try:
-            decision = self._decide(scope)
+            decision = await self._decide(scope)
         except Exception as exc:
             answer = self._on_failure(scope, exc)
         if decision is not None and not decision.allowed:
@@ -86,7 +89,7 @@ class RateLimitMiddleware:
         body = error_body(error.detail, error.code, **error.extra)
         return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
-    def _decide(self, scope: Scope) -> Decision | None:
+    async def _decide(self, scope: Scope) -> Decision | None:
         policies = self._policies(scope) if self.rules else self.default
         if not policies:
             return None
@@ -95,8 +98,10 @@ class RateLimitMiddleware:
         if identity is None:
             self._warn_anonymous()
             return None
-        decision: Decision = resources.rate_limiter.hit(identity, policies)
-        return decision
+        batcher = self._batcher
+        if batcher is None or batcher.limiter is not resources.rate_limiter:  # one per app lifespan
+            batcher = self._batcher = HitBatcher(resources.rate_limiter)
+        return await batcher.hit(identity, policies)
 
     def _policies(self, scope: Scope) -> tuple[Policy, ...]:
         """The policies of the route rule that matches ``scope`` (only called when there are rules)."""

@@ -20,7 +20,13 @@ from typing import Final, Literal, NamedTuple
 
 from api.core.config import Settings
 from api.core.rate_limit_policy import NANOSECONDS, Policy
-from api.core.rate_limit_store import HitOutcome, RateLimitStore, RateLimitStoreError, build_rate_limit_store
+from api.core.rate_limit_store import (
+    Hit,
+    HitOutcome,
+    RateLimitStore,
+    RateLimitStoreError,
+    build_rate_limit_store,
+)
 from api.errors import AppError, ServiceUnavailableError
 from api.services.rate_limit_headers import rejection_headers
 
@@ -152,6 +158,31 @@ class RateLimiter:
             self._counters["allowed" if decision.allowed else "denied"] += 1
         return decision
 
+    def hit_batch(self, hits: Sequence[Hit]) -> list[Decision]:
+        """Decide independent hits together, in order, in one atomic store operation (one write
+        transaction on SQLite): ``decisions[i]`` is what ``hit(*hits[i])`` would have decided after
+        ``hits[:i]``. A store failure applies to every hit: ``"open"`` admits them all (each counted),
+        ``"closed"`` raises ``RateLimitUnavailableError``.
+
+        Raises:
+            ValueError, TypeError: a bad key, policies or cost in any hit (nothing is decided).
+            RateLimitUnavailableError: the store failed and ``on_store_error`` is ``"closed"``.
+        """
+        try:
+            outcomes = self.store.hit_batch(hits)
+        except (ValueError, TypeError):
+            raise
+        except Exception as exc:
+            failed = self._store_failed(exc, count=len(hits))
+            return [failed] * len(hits)
+        pairs = zip(hits, outcomes, strict=True)
+        decisions = [self._decision(outcome, hit.policies, hit.cost) for hit, outcome in pairs]
+        allowed = sum(1 for decision in decisions if decision.allowed)
+        with self._lock:
+            self._counters["allowed"] += allowed
+            self._counters["denied"] += len(decisions) - allowed
+        return decisions
+
     def enforce(self, key: str, policies: Sequence[Policy], cost: int = 1) -> Decision:
         """``hit``, raising ``RateLimitedError`` (429 with ``Retry-After``) when refused."""
         decision = self.hit(key, policies, cost)
@@ -207,16 +238,16 @@ class RateLimiter:
         )
         return Decision(admitted, 0.0 if admitted else max(state.retry_after for state in states), states)
 
-    def _store_failed(self, exc: Exception) -> Decision:
-        self._record_error(exc)
+    def _store_failed(self, exc: Exception, count: int = 1) -> Decision:
+        self._record_error(exc, count)
         if self.on_store_error == "closed":
             raise RateLimitUnavailableError("Rate limiting is unavailable; try again shortly") from exc
         return Decision(True, 0.0, (), store_error=True)
 
-    def _record_error(self, exc: Exception) -> None:
+    def _record_error(self, exc: Exception, count: int = 1) -> None:
         now = time.monotonic()
         with self._lock:
-            self._counters["store_errors"] += 1
+            self._counters["store_errors"] += count
             if now - self._last_error_log < ERROR_LOG_INTERVAL_SECONDS:
                 self._suppressed_errors += 1
                 return

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from api.core.rate_limit_policy import Policy
-from api.core.rate_limit_store import BucketState, RateLimitStore
+from api.core.rate_limit_store import BucketState, Hit, RateLimitStore
 from tests.support.clock import FakeClock
 
 PER_MINUTE = Policy("per-minute", 3, 60)  # interval 20 s, capacity 3
@@ -151,3 +151,48 @@ class RateLimitStoreContract:
             store.hit("k", [], 1)
         with pytest.raises(ValueError, match="distinct"):
             store.hit("k", [PER_MINUTE, Policy("per-minute", 9, 1)], 1)
+
+    # -- hit_batch: independent hits decided together ------------------------------------------
+
+    def test_batch_decides_as_hits_one_after_another(self, store: RateLimitStore, clock: FakeClock) -> None:
+        now = round(clock.now * NS)
+        outcomes = store.hit_batch([Hit("k", [PER_MINUTE])] * 4)
+        assert [outcome.admitted for outcome in outcomes] == [True, True, True, False]
+        assert [outcome.tats for outcome in outcomes] == [
+            (now + 20 * NS,),
+            (now + 40 * NS,),
+            (now + 60 * NS,),
+            (now + 60 * NS,),  # refused: the unchanged tat
+        ]
+        assert {outcome.now_ns for outcome in outcomes} == {now}
+        assert not self.admitted(store, "k", PER_MINUTE)
+
+    def test_batch_hits_are_all_or_nothing_each(self, store: RateLimitStore, clock: FakeClock) -> None:
+        outcomes = store.hit_batch(
+            [
+                Hit("k", [PER_MINUTE, PER_SECOND], 2),
+                Hit("k", [PER_MINUTE, PER_SECOND]),  # PER_SECOND is empty: refused, consumes nothing
+                Hit("k", [PER_MINUTE]),  # PER_MINUTE still has its last unit
+                Hit("k", [PER_MINUTE], 4),  # more than PER_MINUTE can ever admit
+                Hit("other", [PER_MINUTE], 3),
+            ]
+        )
+        assert [outcome.admitted for outcome in outcomes] == [True, False, True, False, True]
+        now = round(clock.now * NS)
+        assert outcomes[1].tats == (now + 40 * NS, now + NS)
+        assert outcomes[3].tats == (now + 60 * NS,)
+        assert [bucket.tat_ns for bucket in store.buckets("k")[1]] == [now + 60 * NS, now + NS]
+
+    def test_batch_sees_earlier_single_hits_and_later_hits_see_the_batch(self, store: RateLimitStore) -> None:
+        store.hit("k", [PER_MINUTE], 2)
+        outcomes = store.hit_batch([Hit("k", [PER_MINUTE])] * 2)
+        assert [outcome.admitted for outcome in outcomes] == [True, False]
+        assert not self.admitted(store, "k", PER_MINUTE)
+
+    def test_empty_batch_decides_nothing(self, store: RateLimitStore) -> None:
+        assert store.hit_batch([]) == []
+
+    def test_batch_with_a_bad_hit_is_refused_whole(self, store: RateLimitStore) -> None:
+        with pytest.raises(ValueError, match="cost"):
+            store.hit_batch([Hit("k", [PER_MINUTE]), Hit("k", [PER_MINUTE], 0)])
+        assert store.buckets("k")[1] == []

@@ -14,6 +14,7 @@ import pytest
 from api.core.rate_limit_memory import MemoryRateLimitStore
 from api.core.rate_limit_policy import Policy
 from api.core.rate_limit_store import (
+    Hit,
     RateLimitStore,
     RateLimitStoreError,
     SQLiteRateLimitStore,
@@ -113,18 +114,23 @@ def test_each_thread_learns_the_tat_of_its_own_hit(tmp_path: Path) -> None:
     assert steps == {f"key-{n}": {HOURLY.interval_ns} for n in range(4)}
 
 
-def _hit_in_child(path: Path, hits: int, results: multiprocessing.Queue[int]) -> None:
+def _hit_in_child(path: Path, hits: int, batch: int, results: multiprocessing.Queue[int]) -> None:
     store = SQLiteRateLimitStore(path)
-    results.put(sum(store.hit("shared", [HOURLY], 1).admitted for _ in range(hits)))
+    if batch == 1:
+        results.put(sum(store.hit("shared", [HOURLY], 1).admitted for _ in range(hits)))
+    else:
+        outcomes = [store.hit_batch([Hit("shared", [HOURLY])] * batch) for _ in range(hits // batch)]
+        results.put(sum(outcome.admitted for batch_outcomes in outcomes for outcome in batch_outcomes))
     store.close()
 
 
-def test_concurrent_processes_get_exactly_the_capacity(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [1, 3])
+def test_concurrent_processes_get_exactly_the_capacity(tmp_path: Path, batch: int) -> None:
     path = tmp_path / "s.db"
     SQLiteRateLimitStore(path).close()
     context = multiprocessing.get_context("fork")
     results: multiprocessing.Queue[int] = context.Queue()
-    children = [context.Process(target=_hit_in_child, args=(path, 60, results)) for _ in range(4)]
+    children = [context.Process(target=_hit_in_child, args=(path, 60, batch, results)) for _ in range(4)]
     for child in children:
         child.start()
     counts = [results.get(timeout=60) for _ in children]
@@ -199,5 +205,28 @@ def test_a_write_lock_held_past_the_busy_timeout_is_a_store_error(tmp_path: Path
         store.hit("k", [PER_MINUTE], 1)
     holder.execute("ROLLBACK")
     assert store.buckets("k")[1] == before  # nothing was consumed
+    holder.close()
+    store.close()
+
+
+def test_a_batch_is_one_write_transaction(tmp_path: Path) -> None:
+    store = SQLiteRateLimitStore(tmp_path / "s.db")
+    statements: list[str] = []
+    store._connections.get().set_trace_callback(statements.append)
+    store.hit_batch([Hit("a", [PER_MINUTE]), Hit("b", [PER_MINUTE, HOURLY]), Hit("a", [PER_MINUTE])])
+    transactions = [sql for sql in statements if sql in ("BEGIN IMMEDIATE", "COMMIT")]
+    assert transactions == ["BEGIN IMMEDIATE", "COMMIT"]
+    store.close()
+
+
+def test_a_batch_that_meets_a_held_write_lock_fails_whole(tmp_path: Path) -> None:
+    store = SQLiteRateLimitStore(tmp_path / "s.db")
+    store._connections.busy_timeout = 0.05
+    holder = _hold_write_lock(tmp_path / "s.db")
+    with pytest.raises(RateLimitStoreError, match="locked"):
+        store.hit_batch([Hit("a", [PER_MINUTE]), Hit("b", [PER_MINUTE])])
+    holder.execute("ROLLBACK")
+    assert store.count() == 0  # nothing was consumed
+    assert [outcome.admitted for outcome in store.hit_batch([Hit("a", [PER_MINUTE])])] == [True]
     holder.close()
     store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -17,12 +18,12 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.core.config import Settings
 from api.core.rate_limit_policy import Policy
-from api.core.rate_limit_store import SQLiteRateLimitStore
+from api.core.rate_limit_store import Hit, SQLiteRateLimitStore
 from api.deps import RateLimiterDep
 from api.main import create_app
 from api.middleware.rate_limit import RateLimitMiddleware
 from api.resources import AppResources
-from api.services.rate_limiter import RateLimiter
+from api.services.rate_limiter import Decision, RateLimiter
 from tests.conftest import make_settings
 from tests.services.test_rate_limiter import BrokenStore
 from tests.support.clock import FakeClock
@@ -129,6 +130,45 @@ def test_request_over_the_limit_gets_a_429_naming_the_policy(client: TestClient)
     assert body["policy"] == "default"
     assert "retry in 20 s" in body["detail"]
     assert response.headers["Retry-After"] == "20"
+
+
+async def asgi_status(app: object, path: str) -> int:
+    """Send one GET straight into the ASGI app (no client between) and return its status."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"testserver")], "client": (PEER, 40000), "server": ("testserver", 80),
+    }  # fmt: skip
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(int(message["status"]))  # type: ignore[call-overload]
+
+    await app(scope, receive, send)  # type: ignore[operator]
+    return statuses[0]
+
+
+def test_requests_arriving_together_are_decided_in_one_store_transaction(client: TestClient) -> None:
+    limiter = resources_of(client).rate_limiter
+    batches: list[int] = []
+    decide_batch = limiter.hit_batch
+
+    def counting(hits: list[Hit]) -> list[Decision]:
+        batches.append(len(hits))
+        return decide_batch(hits)
+
+    limiter.hit_batch = counting  # type: ignore[method-assign]
+
+    async def together() -> list[int]:
+        return list(await asyncio.gather(*(asgi_status(client.app, "/api/things/1") for _ in range(5))))
+
+    assert client.portal is not None
+    assert client.portal.call(together) == [200, 200, 200, 429, 429]  # 3/minute, in arrival order
+    assert batches == [5]
 
 
 def test_every_limited_response_carries_the_ratelimit_fields(client: TestClient) -> None:
@@ -280,6 +320,9 @@ def test_store_failure_closed_answers_503_never_500(client: TestClient, clock: F
 
 class ExplodingLimiter:
     def hit(self, *args: object) -> None:
+        raise KeyError("bug")
+
+    def hit_batch(self, *args: object) -> None:
         raise KeyError("bug")
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from api.core.rate_limit_memory import MemoryRateLimitStore
 from api.core.rate_limit_policy import Policy
-from api.core.rate_limit_store import BucketState, HitOutcome, RateLimitStoreError
+from api.core.rate_limit_store import BucketState, Hit, HitOutcome, RateLimitStoreError, validate_hit
 from api.services.rate_limiter import (
     RateLimitedError,
     RateLimiter,
@@ -29,6 +29,11 @@ class BrokenStore(MemoryRateLimitStore):
 
     def hit(self, key: str, policies: Sequence[Policy], cost: int) -> HitOutcome:
         super().hit(key, policies, cost)  # argument checks still apply
+        raise RateLimitStoreError("disk I/O error")
+
+    def hit_batch(self, hits: Sequence[Hit]) -> list[HitOutcome]:
+        for hit in hits:
+            validate_hit(*hit)
         raise RateLimitStoreError("disk I/O error")
 
     def refund(self, key: str, policies: Sequence[Policy], cost: int) -> None:

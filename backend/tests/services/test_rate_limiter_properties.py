@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 
 from api.core.rate_limit_memory import MemoryRateLimitStore
 from api.core.rate_limit_policy import Policy
-from api.core.rate_limit_store import RateLimitStore, SQLiteRateLimitStore
-from api.services.rate_limiter import RateLimiter
+from api.core.rate_limit_store import Hit, RateLimitStore, SQLiteRateLimitStore
+from api.services.rate_limiter import Decision, RateLimiter
 from tests.support.clock import FakeClock
 
 KEYS = ("ip:a", "ip:b")
@@ -111,6 +111,16 @@ operation = st.one_of(
         st.integers(1, 6),
     ),
     st.tuples(
+        st.just("batch"),
+        st.lists(
+            st.tuples(
+                st.sampled_from(KEYS), st.lists(st.integers(0, 2), min_size=1, max_size=3), st.integers(1, 6)
+            ),
+            min_size=1,
+            max_size=6,
+        ),
+    ),
+    st.tuples(
         st.just("refund"),
         st.sampled_from(KEYS),
         st.lists(st.integers(0, 2), min_size=1, max_size=3),
@@ -150,6 +160,19 @@ def check_window_bound(model: Model, policies: list[Policy]) -> None:
             assert sum(cost for at, cost in hits if start <= at < start + interval) <= policy.capacity
 
 
+def check_decision(model: Model, hit: Hit, decision: Decision, expected: tuple[bool, Fraction]) -> None:
+    """``decision`` agrees with the model's, which has just decided the same hit."""
+    allowed, wait = expected
+    assert decision.allowed == allowed
+    for state in decision.states:
+        assert state.remaining == math.floor(model.bucket(hit.key, state.policy).tokens)
+    if not allowed:
+        if wait < 0:
+            assert math.isinf(decision.retry_after)
+        else:
+            assert decision.retry_after == pytest.approx(float(wait), abs=1e-6)
+
+
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 @settings(max_examples=120, deadline=None)
 @given(policies=policies_strategy, operations=st.lists(operation, max_size=40))
@@ -165,6 +188,12 @@ def test_limiter_matches_the_reference_model(
                 clock.advance(op[1] / 1000)
                 model.now += Fraction(op[1], 1000)
                 continue
+            if op[0] == "batch":
+                # Decided together, exactly as one after another at one instant.
+                hits = [Hit(key, chosen(policies, indexes), cost) for key, indexes, cost in op[1]]
+                for hit, decision in zip(hits, limiter.hit_batch(hits), strict=True):
+                    check_decision(model, hit, decision, model.hit(*hit))
+                continue
             _, key, indexes, cost = op
             selected = chosen(policies, indexes)
             if op[0] == "refund":
@@ -173,17 +202,10 @@ def test_limiter_matches_the_reference_model(
                 continue
             before = store.buckets(key)
             decision = limiter.hit(key, selected, cost)
-            allowed, wait = model.hit(key, selected, cost)
-            assert decision.allowed == allowed
-            for state in decision.states:
-                assert state.remaining == math.floor(model.bucket(key, state.policy).tokens)
-            if not allowed:
+            check_decision(model, Hit(key, selected, cost), decision, model.hit(key, selected, cost))
+            if not decision.allowed:
                 # A refused hit consumes nothing from any policy.
                 assert store.buckets(key) == before
-                if wait < 0:
-                    assert math.isinf(decision.retry_after)
-                else:
-                    assert decision.retry_after == pytest.approx(float(wait), abs=1e-6)
     check_window_bound(model, policies)
 
 
