@@ -18,6 +18,7 @@ no library offers it for an asyncio caller of a synchronous store, hence this sm
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Sequence
 
@@ -40,7 +41,7 @@ class _Batch:
 class HitBatcher:
     """``await batcher.hit(key, policies, cost)``: ``limiter.hit`` for coroutines, batched per
     event-loop iteration. Usable from several event loops (one per thread, as test clients run
-    them): each loop has its own queue."""
+    them): each loop has its own queue. asyncio only (uvicorn's loops, plain or uvloop)."""
 
     def __init__(self, limiter: RateLimiter) -> None:
         self.limiter = limiter
@@ -60,7 +61,9 @@ class HitBatcher:
             # A batch of another loop can only be left by a loop that stopped before its flush:
             # its waiters went with it.
             batch = self._local.batch = _Batch(loop)
-            loop.call_soon(self._flush, batch)
+            # A context of its own: the flush serves every request of the batch, so its log lines
+            # must not carry the request id of whichever request happened to queue first.
+            loop.call_soon(self._flush, batch, context=contextvars.Context())
         waiter: asyncio.Future[Decision] = loop.create_future()
         batch.hits.append(Hit(key, policies, cost))
         batch.waiters.append(waiter)
@@ -69,7 +72,8 @@ class HitBatcher:
     def _flush(self, batch: _Batch) -> None:
         if getattr(self._local, "batch", None) is batch:
             self._local.batch = None
-        # A waiter cancelled before the decision (its client went away) consumes nothing.
+        # A waiter cancelled before the decision (server shutdown, a timeout around the request)
+        # consumes nothing.
         pairs = zip(batch.hits, batch.waiters, strict=True)
         live = [(hit, waiter) for hit, waiter in pairs if not waiter.done()]
         if not live:

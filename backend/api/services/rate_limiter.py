@@ -249,9 +249,11 @@ class RateLimiter:
         with self._lock:
             self._counters["store_errors"] += count
             if now - self._last_error_log < ERROR_LOG_INTERVAL_SECONDS:
-                self._suppressed_errors += 1
+                self._suppressed_errors += count
                 return
-            suppressed, self._suppressed_errors, self._last_error_log = self._suppressed_errors, 0, now
+            # This line stands for one failed hit; the others of a batch count as not logged.
+            suppressed = self._suppressed_errors + count - 1
+            self._suppressed_errors, self._last_error_log = 0, now
         logger.error(
             "rate-limit store failed (%s: %s); on_store_error=%s; %d similar errors not logged",
             type(exc).__name__,

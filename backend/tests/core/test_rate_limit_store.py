@@ -230,3 +230,31 @@ def test_a_batch_that_meets_a_held_write_lock_fails_whole(tmp_path: Path) -> Non
     assert [outcome.admitted for outcome in store.hit_batch([Hit("a", [PER_MINUTE])])] == [True]
     holder.close()
     store.close()
+
+
+def test_a_batch_that_fails_midway_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SQLiteRateLimitStore(tmp_path / "s.db")
+    decide = store._decide
+    calls: list[str] = []
+
+    def failing_second(connection: sqlite3.Connection, key: str, *rest: object) -> object:
+        calls.append(key)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        return decide(connection, key, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "_decide", failing_second)
+    with pytest.raises(RateLimitStoreError, match="disk I/O error"):
+        store.hit_batch([Hit("a", [PER_MINUTE]), Hit("b", [PER_MINUTE]), Hit("c", [PER_MINUTE])])
+    assert calls == ["a", "b"]
+    assert store.count() == 0  # the first hit's write was rolled back with the batch
+    store.close()
+
+
+def test_a_batch_of_one_is_decided_without_an_explicit_transaction(tmp_path: Path) -> None:
+    store = SQLiteRateLimitStore(tmp_path / "s.db")
+    statements: list[str] = []
+    store._connections.get().set_trace_callback(statements.append)
+    assert [outcome.admitted for outcome in store.hit_batch([Hit("a", [PER_MINUTE])])] == [True]
+    assert "BEGIN IMMEDIATE" not in statements
+    store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Sequence
 
 import pytest
@@ -128,3 +129,31 @@ def test_each_event_loop_has_its_own_queue(batcher: HitBatcher, store: CountingS
     assert not paused.run_until_complete(waiting).allowed  # decided when its loop runs again
     assert store.batches == [["a"], ["a"]]
     paused.close()
+
+
+REQUEST = contextvars.ContextVar[str]("request")
+
+
+class ContextRecordingStore(MemoryRateLimitStore):
+    def __init__(self) -> None:
+        super().__init__(clock=FakeClock())
+        self.seen: list[str | None] = []
+
+    def hit_batch(self, hits: Sequence[Hit]) -> list[HitOutcome]:
+        self.seen.append(REQUEST.get(None))
+        return super().hit_batch(hits)
+
+
+def test_a_batch_is_decided_outside_any_one_requests_context() -> None:
+    store = ContextRecordingStore()
+    batcher = HitBatcher(RateLimiter(store))
+
+    async def request(name: str) -> bool:
+        REQUEST.set(name)  # as the request-context middleware sets the request id
+        return (await batcher.hit("a", [THREE])).allowed
+
+    async def burst() -> list[bool]:
+        return list(await asyncio.gather(request("first"), request("second")))
+
+    assert asyncio.run(burst()) == [True, True]
+    assert store.seen == [None]  # its log lines carry no request's id

@@ -145,6 +145,20 @@ def test_store_failure_open_admits_logs_and_counts(
     assert len(caplog.records) == 1  # later failures within the interval are counted, not logged
 
 
+def test_a_failed_batch_counts_and_reports_every_hit(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    limiter = RateLimiter(BrokenStore(clock=clock), on_store_error="open")
+    with caplog.at_level(logging.ERROR, "api.services.rate_limiter"):
+        decisions = limiter.hit_batch([Hit("ip:1", [FAST])] * 3)
+        limiter.hit_batch([Hit("ip:1", [FAST])] * 2)  # within the log interval: counted only
+    assert all(decision.allowed and decision.store_error for decision in decisions)
+    assert limiter.stats() == {"allowed": 0, "denied": 0, "store_errors": 5}
+    assert len(caplog.records) == 1
+    assert "2 similar errors not logged" in caplog.text  # the batch's other two hits
+    assert limiter._suppressed_errors == 2
+
+
 def test_store_failure_closed_raises_503(clock: FakeClock) -> None:
     limiter = RateLimiter(BrokenStore(clock=clock), on_store_error="closed")
     with pytest.raises(RateLimitUnavailableError) as raised:
