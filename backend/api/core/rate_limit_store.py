@@ -223,8 +223,8 @@ class SQLiteRateLimitStore:
         return round(self._clock() * NANOSECONDS)
 
     def hit(self, key: str, policies: Sequence[Policy], cost: int) -> HitOutcome:
-        # Runs on every request: written flat (plain loops, no helper layers) because each Python
-        # call here costs about as much as a tenth of the SQLite statement itself.
+        # Runs for every hit outside a batch (services, an idle server's requests): kept flat,
+        # because each Python call here costs about a tenth of the SQLite statement itself.
         validate_hit(key, policies, cost)
         if never_fits(policies, cost):
             return self._refused_at_once(key, policies)

@@ -58,8 +58,8 @@ class HitBatcher:
         loop = asyncio.get_running_loop()
         batch: _Batch | None = getattr(self._local, "batch", None)
         if batch is None or batch.loop is not loop:
-            # A batch of another loop can only be left by a loop that stopped before its flush:
-            # its waiters went with it.
+            # A batch of another loop was left by a loop that stopped before its flush (a test
+            # client's, say): that loop decides it if it runs again; this loop starts its own.
             batch = self._local.batch = _Batch(loop)
             # A context of its own: the flush serves every request of the batch, so its log lines
             # must not carry the request id of whichever request happened to queue first.
