@@ -136,13 +136,6 @@ class PartCutter:
     the rest is cut into parts that shrink towards the end (what is left divided by twice the
     number of processes, down to ``LAST_PART_BYTES``), so that the workers finish together. Work
     that runs in this process (one process, or a job too small for the pool) stays one part.
-
-    A large document (parsed incrementally, and alone enough to start the pool) is split into one
-    range of its records per process, each range a part; except that when the next file is another
-    large document at least half its size, it goes to a worker whole: the workers then have other
-    work, and every range but the first parses the records before it again (about a third of the
-    cost of converting them). Three 25 MB deposits on two processes: 2.70-2.95 s against
-    2.96-3.16 s with all three split.
     """
 
     def __init__(
@@ -159,21 +152,16 @@ class PartCutter:
         # Documents parsed incrementally are split between the processes when they alone are
         # enough to start the pool (splitting costs extra parsing, paid back only in parallel).
         self._split_bytes = max(whole_bytes, runner.pool_min_bytes) if runner.processes > 1 else float("inf")
-        self._held: PartFile | None = None  # the last large document, until the next file comes
 
     def add(self, part_file: PartFile) -> None:
         self.files += 1
         if part_file.size > self._split_bytes:
-            # A large document waits for the next file: another large one of comparable size means
-            # the workers have other work, so this one goes to a worker whole (each range of a
-            # split document parses the records before it again); otherwise it is split.
-            if self._held is not None:
-                self._release(whole=2 * part_file.size >= self._held.size)
-            self._submit_pending(self._part_bytes)  # every file before it (parts are in source order)
-            self._held = part_file
+            # A large document: one part per range of its records, one range per process, after
+            # every file before it (parts are numbered in source order).
+            self._submit_pending(self._part_bytes)
+            for byte_range in split(part_file.size, self.runner.processes):
+                self._submit([part_file], byte_range)
             return
-        if self._held is not None:
-            self._release(whole=False)
         self._pending.append(part_file)
         self._pending_bytes += part_file.size
         if self.runner.processes == 1:
@@ -185,24 +173,11 @@ class PartCutter:
 
     def flush(self) -> None:
         """The scan is over: submit everything that waits."""
-        if self._held is not None:
-            self._release(whole=False)
         if self.runner.runs_here(self._pending_bytes):
             # No pool to balance: the rest is one part, however many files (fewer spools to merge).
             self._submit_pending(lambda: float("inf"), max_files=None)
         else:
             self._submit_pending(self._tail_part_bytes)
-
-    def _release(self, whole: bool) -> None:
-        """Submit the held large document: whole, or one part per range of its records, one range
-        per process."""
-        held, self._held = self._held, None
-        assert held is not None
-        if whole:
-            self._submit([held])
-            return
-        for byte_range in split(held.size, self.runner.processes):
-            self._submit([held], byte_range)
 
     def _part_bytes(self) -> float:
         # The first part is half the size, so the second worker has work sooner; then PART_BYTES

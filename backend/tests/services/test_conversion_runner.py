@@ -106,55 +106,6 @@ def test_a_large_document_becomes_one_range_part_per_process(tmp_path: Path, spo
     assert [(r.index, r.count) for r in ranges[1:] if r is not None] == [(0, 3), (1, 3), (2, 3)]
 
 
-def _ranges(runner: RecordingRunner) -> list[tuple[int, int] | None]:
-    return [
-        (task.byte_range.index, task.byte_range.count) if task.byte_range else None for task in runner.tasks
-    ]
-
-
-def test_large_documents_go_whole_while_comparable_ones_follow_and_the_last_is_split(
-    tmp_path: Path, spools: Path
-) -> None:
-    runner = RecordingRunner(2, 4 << 20)
-    cutter = PartCutter(runner, None, spools, 1 << 20)
-    small = PartFile(0, "0.xml", Path("0.xml"), 10, None)
-    large = [
-        PartFile(n, f"{n}.xml", Path(f"{n}.xml"), size, None) for n, size in ((1, 6 << 20), (2, 5 << 20))
-    ]
-    last = PartFile(3, "3.xml", Path("3.xml"), 9 << 19, None)  # large, and over half of the one before
-    for part_file in (small, *large, last):
-        cutter.add(part_file)
-    cutter.flush()
-    assert cutter.parts == [[small], [large[0]], [large[1]], [last], [last]]
-    assert [task.part for task in runner.tasks] == [0, 1, 2, 3, 4]
-    assert _ranges(runner) == [None, None, None, (0, 2), (1, 2)]
-
-
-def test_a_large_document_followed_by_a_much_smaller_one_is_split(tmp_path: Path, spools: Path) -> None:
-    runner = RecordingRunner(2, 4 << 20)
-    cutter = PartCutter(runner, None, spools, 1 << 20)
-    first, second = (
-        PartFile(n, f"{n}.xml", Path(f"{n}.xml"), size, None) for n, size in enumerate((20 << 20, 5 << 20))
-    )
-    cutter.add(first)
-    cutter.add(second)
-    cutter.flush()
-    assert cutter.parts == [[first], [first], [second], [second]]
-    assert _ranges(runner) == [(0, 2), (1, 2), (0, 2), (1, 2)]
-
-
-def test_a_large_document_followed_by_small_files_is_split_before_them(tmp_path: Path, spools: Path) -> None:
-    runner = RecordingRunner(2, 4 << 20)
-    cutter = PartCutter(runner, None, spools, 1 << 20)
-    large = PartFile(0, "0.xml", Path("0.xml"), 6 << 20, None)
-    smalls = [PartFile(n, f"{n}.xml", Path(f"{n}.xml"), 10, None) for n in (1, 2)]
-    for part_file in (large, *smalls):
-        cutter.add(part_file)
-    cutter.flush()
-    assert cutter.parts == [[large], [large], smalls]
-    assert _ranges(runner) == [(0, 2), (1, 2), None]
-
-
 def test_one_process_never_splits_a_document(tmp_path: Path, spools: Path) -> None:
     runner = RecordingRunner(1, 0)
     cutter = PartCutter(runner, None, spools, 1 << 20)

@@ -181,22 +181,6 @@ def test_a_large_file_split_between_processes_gives_the_same_tables(tmp_path: Pa
     assert pooled_files["large.xml"]["sha256"] == single_files["large.xml"]["sha256"]
 
 
-def test_large_files_converted_whole_and_split_give_the_same_tables(tmp_path: Path) -> None:
-    single, pooled = Workspace(tmp_path / "one"), Workspace(tmp_path / "two")
-    for space in (single, pooled):
-        space.upload("a.xml", _deposit("a"))
-        for name in ("large1.xml", "large2.xml", "large3.xml"):  # whole, whole, then split
-            space.upload(name, _large_deposit(3000))
-    single.convert(whole_document_bytes=10_000)
-    pooled.convert(processes=2, whole_document_bytes=10_000)
-    one, two = single.outputs(), pooled.outputs()
-    assert {k: v for k, v in one.items() if k != "manifest.json"} == {
-        k: v for k, v in two.items() if k != "manifest.json"
-    }
-    files = {file["source"]: file for file in json.loads(two["manifest.json"])["files"]}
-    assert [files[f"large{n}.xml"]["records"] for n in (1, 2, 3)] == [3002] * 3
-
-
 def test_a_split_file_that_fails_late_leaves_no_rows_from_any_range(tmp_path: Path) -> None:
     space = Workspace(tmp_path)
     space.upload("a.xml", _deposit("a"))
