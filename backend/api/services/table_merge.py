@@ -5,8 +5,9 @@ The merge is in three steps so that no step serialises a parallel job:
 1. ``plan_tables`` (cheap, in the coordinating process): the final columns of each table — the
    fixed ones, then context, then record columns, each in order of first appearance with parts taken
    in input order — and a safe, unique file name.
-2. ``write_fragment`` (one per part and table, run wherever there is a free core): the part's rows
-   re-ordered to the final columns, written as CSV without a header.
+2. ``write_fragment`` (one per part and table, run wherever there is a free core, several to a
+   call: ``write_fragments``): the part's rows re-ordered to the final columns, written as CSV
+   without a header.
 3. ``write_table`` (in the coordinating process): header, then the fragments byte for byte.
 
 ``excel=True`` adds a UTF-8 byte-order mark and neutralises cells starting with ``=``, ``+``, ``-`` or
@@ -105,6 +106,11 @@ def write_fragment(task: FragmentTask) -> Fragment:
             fragment.rows += 1
             fragment.size += len(data)
     return fragment
+
+
+def write_fragments(tasks: Sequence[FragmentTask]) -> list[Fragment]:
+    """``write_fragment`` for each task, in order (one call to a pool worker for many fragments)."""
+    return [write_fragment(task) for task in tasks]
 
 
 LineConverter = Callable[[bytes], bytes]

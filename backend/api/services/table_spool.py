@@ -50,6 +50,7 @@ class SpooledTable:
     rows: int = 0
     columns: list[str] = field(default_factory=list)  # in order of first appearance
     context_columns: list[str] = field(default_factory=list)  # the subset that is file context
+    size: int = 0  # bytes of the spool file
 
 
 @dataclass(slots=True)
@@ -115,7 +116,13 @@ class TableSpool:
 
     def summary(self) -> SpooledTable:
         return SpooledTable(
-            self.record_type, self.path, self.part, self.rows, list(self.names), list(self.context_columns)
+            self.record_type,
+            self.path,
+            self.part,
+            self.rows,
+            list(self.names),
+            list(self.context_columns),
+            self.size,
         )
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from api.services.conversion_parts import PartFile, PartResult, PartTask
-from api.services.conversion_runner import PART_BYTES, PartCutter, Runner
+from api.services.conversion_runner import PART_BYTES, PartCutter, Runner, balanced
+from api.services.table_merge import FragmentTask, plan_tables
 
 
 def _files(tmp_path: Path, count: int) -> list[PartFile]:
@@ -145,6 +146,35 @@ def test_a_large_job_runs_on_the_pool_and_reports_each_part(tmp_path: Path, spoo
     assert [result.tables[0].path.read_bytes() for result in results] == [
         f"{n}\t1\t{n}\n".encode() for n in range(4)
     ]
+
+
+def test_fragments_written_on_the_pool_come_back_in_task_order(tmp_path: Path, spools: Path) -> None:
+    with Runner(2, 0, lambda: None, lambda result: None) as runner:
+        for n, part_file in enumerate(_files(tmp_path, 5)):
+            runner.submit(PartTask(n, [part_file], None, spools))
+        results = runner.results()
+        (plan,) = plan_tables(result.tables for result in results)
+        tasks = [
+            FragmentTask(spooled, "book", plan.columns, {n: f"{n}.xml"}, False, tmp_path / f"f{n}.csv")
+            for n, spooled in enumerate(plan.parts)
+        ]
+        fragments = runner.fragments(tasks)
+        assert runner.parallel
+    assert [fragment.path for fragment in fragments] == [task.destination for task in tasks]
+    assert [fragment.path.read_bytes() for fragment in fragments] == [
+        f"{n}.xml,1,book,{n}\r\n".encode() for n in range(5)
+    ]
+
+
+def test_balanced_batches_share_the_bytes_evenly_and_keep_their_order() -> None:
+    assert balanced([5, 1, 1, 1, 1, 1], 2) == [[0], [1, 2, 3, 4, 5]]
+    assert balanced([3, 3, 2, 2, 2], 2) == [[0, 2, 4], [1, 3]]
+    assert balanced([7], 4) == [[0]]  # never an empty batch
+    assert balanced([], 2) == []
+    batches = balanced(list(range(100)), 3)
+    assert sorted(index for batch in batches for index in batch) == list(range(100))
+    totals = [sum(batch) for batch in batches]
+    assert max(totals) - min(totals) <= 99  # largest first, each to the lightest: within one item
 
 
 class PoolRunner(RecordingRunner):

@@ -64,8 +64,8 @@ def test_a_discarded_file_leaves_no_rows_and_no_columns(tmp_path: Path) -> None:
     writer.add(2, 1, _record({"a": "3"}))
     book, journal = writer.close()
     assert book.path.read_bytes() == b"0\t1\t1\n2\t1\t3\n"
-    assert (book.columns, book.rows) == (["a"], 2)
-    assert (journal.rows, journal.columns) == (0, [])
+    assert (book.columns, book.rows, book.size) == (["a"], 2, book.path.stat().st_size)
+    assert (journal.rows, journal.columns, journal.size) == (0, [], 0)
 
 
 def test_many_record_types_do_not_exhaust_file_handles(tmp_path: Path) -> None:
