@@ -105,21 +105,24 @@ IMPORTS = {  # what each route imports before its clock starts (imports are not 
 }
 
 
-def _as_in_a_job_child() -> None:
-    """Set this process up like a worker's job child that has run a pooled conversion before:
-    ``__main__`` forgotten (``api.workers.child.forget_main``) and the fork server running (it
-    starts with the first pooled job and serves every later one; a first job pays ~0.1 s more)."""
+def _as_in_a_job_child(pool: bool) -> None:
+    """Set this process up like a worker's job child that has run a conversion before: the
+    application's objects frozen (``api.workers.child.freeze_startup_heap``) and, for the pool,
+    ``__main__`` forgotten (``forget_main``) and the fork server running (it starts with the first
+    pooled job and serves every later one; a first job pays ~0.1 s more)."""
     import multiprocessing
 
     from api.services.conversion_runner import WORKER_MODULES
-    from api.workers.child import forget_main
+    from api.workers.child import forget_main, freeze_startup_heap
 
-    forget_main()
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(WORKER_MODULES)
-    process = context.Process(target=os.getpid)  # returns once the fork server has forked it
-    process.start()
-    process.join()
+    if pool:
+        forget_main()
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(WORKER_MODULES)
+        process = context.Process(target=os.getpid)  # returns once the fork server has forked it
+        process.start()
+        process.join()
+    freeze_startup_heap()
 
 
 def run(route: str, upload_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -127,8 +130,8 @@ def run(route: str, upload_dir: Path, out_dir: Path) -> dict[str, Any]:
     wall time and what the route reports."""
     for module in IMPORTS[route]:
         importlib.import_module(module)
-    if route == "pool":
-        _as_in_a_job_child()
+    if route in ("one", "pool"):
+        _as_in_a_job_child(pool=route == "pool")
     out_dir.mkdir(parents=True, exist_ok=True)
     prepared = workspace(upload_dir, out_dir) if route in ("one", "pool") else None
     started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import threading
@@ -82,6 +83,11 @@ def echo(ctx: JobContext, value: Any = None, *, required: int = 0) -> dict[str, 
 def cpu(ctx: JobContext, n: int) -> dict[str, int]:
     ctx.progress(50, "half way")
     return {"pid": os.getpid(), "sum": sum(range(n))}
+
+
+@task("tests.gc_state", executor="process")
+def gc_state(ctx: JobContext) -> dict[str, int]:
+    return {"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())}
 
 
 @task("tests.start_process", executor="process")

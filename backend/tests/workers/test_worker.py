@@ -331,6 +331,23 @@ def test_a_process_task_runs_in_the_process_pool(queue: JobQueue, worker: Worker
     assert done.result["pid"] != os.getpid()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_child_hides_the_application_it_imported_from_the_garbage_collector(
+    queue: JobQueue, worker: Worker
+) -> None:
+    # The application's objects are frozen once (gc.freeze) and stay so for the child's later
+    # jobs; a full collection then walks only what the jobs made.
+    first, second = queue.submit("tests.gc_state"), queue.submit("tests.gc_state")
+    assert worker.run_once() == first.id
+    assert worker.run_once() == second.id
+    results = [queue.get(job.id).result for job in (first, second)]
+    assert results[0]["frozen"] > 10_000  # at least the modules the job's task imported
+    assert results[0]["tracked"] < results[0]["frozen"]
+    # Frozen once, not once per job (a frozen object freed by reference counting leaves the count).
+    assert results[1]["frozen"] <= results[0]["frozen"]
+
+
 def test_processes_a_process_task_starts_do_not_re_run_the_main_script(
     queue: JobQueue, worker: Worker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
