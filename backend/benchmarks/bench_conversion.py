@@ -21,12 +21,17 @@ after one run deleted its 3,000 extracted files, creating files cost 0.7-1 ms ea
 in every ``openat``). The runs measured each other's clean-up, not the conversion. For the same
 reason the benchmark waits ``--settle`` seconds (40) before its first run: files deleted just before
 it started (a previous benchmark's corpus, a test run) would slow the first runs' extraction.
+
+Each run starts after ``os.sync()`` (outside its clock): a run writes tens of MB (extracted files,
+spools, tables), and the kernel writes dirty pages back some 30 s later, on a core that a later run
+(of any route) was using.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import resource
 import statistics
@@ -59,6 +64,7 @@ TARGET_RSS_MB = 250.0
 def measure_once(route: str, upload_dir: Path, scratch: Path) -> dict[str, Any]:
     """One run of ``route`` in a fresh interpreter; its wall time and peak RSS (MB)."""
     command = [sys.executable, __file__, "--child", route, str(upload_dir), str(scratch)]
+    os.sync()  # the previous runs' writes go to disk now, not during this run
     completed = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(completed.stdout)  # type: ignore[no-any-return]
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from api.services.archive_scan import ScanLimits, SourceFile, scan
+from api.services.archive_scan import ScanLimits, SourceFile, _suffix, scan
 from api.services.zip_safety import LimitExceededError
 from tests.support.archives import (
     lying_sizes,
@@ -157,3 +159,8 @@ def test_a_high_compression_ratio_stops_the_scan(dirs: tuple[Path, Path]) -> Non
         _scan(dirs)
     assert caught.value.setting == "MAX_COMPRESSION_RATIO"
     assert time.monotonic() - started < 5
+
+
+@given(st.text(alphabet="a.X/\\é", max_size=12))
+def test_the_suffix_is_the_one_pathlib_gives(name: str) -> None:
+    assert _suffix(name) == PurePosixPath(name.replace("\\", "/")).suffix.lower()
