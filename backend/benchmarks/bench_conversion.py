@@ -14,13 +14,18 @@ finds. Figures move with the load of a shared machine: run it when ``uptime`` sh
 and compare runs.
 
 Every run's output stays until the whole benchmark ends. On an ext4 file system without a journal
-(these machines), the kernel will not reuse an inode deleted in the last 30 s
-(``recently_deleted()`` while allocating one), and skipping them costs CPU per candidate: right
-after one run deleted its 3,000 extracted files, creating files cost 0.7-1 ms each instead of
-20-30 µs, and the next run's scan took 2-2.8 s instead of 0.2 s (perf showed ``recently_deleted``
-in every ``openat``). The runs measured each other's clean-up, not the conversion. For the same
-reason the benchmark waits ``--settle`` seconds (40) before its first run: files deleted just before
-it started (a previous benchmark's corpus, a test run) would slow the first runs' extraction.
+(these machines), the kernel will not reuse an inode deleted in the last 60 s, or 5 minutes while
+its inode table block is not yet written back (``recently_deleted()`` in ``fs/ext4/ialloc.c``), and
+skipping them costs CPU per candidate: right after one run deleted its 3,000 extracted files,
+creating files cost 0.7-1 ms each instead of 20-30 µs, and the next run's scan took 2-2.8 s instead
+of 0.2 s (perf showed ``recently_deleted`` in every ``openat``). The runs measured each other's
+clean-up, not the conversion. For the same reason the benchmark syncs, then waits ``--settle``
+seconds (70) before its first run, and at least until ``RECENT_DELETION_SECONDS`` have passed since
+the previous benchmark deleted its ~70,000 files (it leaves a mark file when it does): a new
+directory goes to the block group with the most free inodes, the one those files just left, and
+creating files there dirties its inode table again, which keeps the deleted inodes recent for the
+full 5 minutes. Benchmarks started 1-2 minutes after the previous one scanned in 0.67-1.3 s against
+0.30 s.
 
 Each run starts after ``os.sync()`` (outside its clock): a run writes tens of MB (extracted files,
 spools, tables), and the kernel writes dirty pages back some 30 s later, on a core that a later run
@@ -59,6 +64,8 @@ CORPORA = {  # name: (small files, large file sizes), full and --quick
 TARGET_MB_S = 12.0
 TARGET_SPEEDUP = 1.5
 TARGET_RSS_MB = 250.0
+CLEANED_MARK = Path(tempfile.gettempdir()) / "ret-bench-conversion.cleaned"
+RECENT_DELETION_SECONDS = 330.0  # ext4 without a journal: 300 s while the inode table is dirty
 
 
 def measure_once(route: str, upload_dir: Path, scratch: Path) -> dict[str, Any]:
@@ -178,13 +185,24 @@ def targets(corpora: dict[str, dict[str, Any]]) -> list[list[str]]:
     ]
 
 
+def _settle(seconds: float) -> None:
+    """Write everything back, then wait ``seconds``, and longer if a previous benchmark deleted its
+    files less than ``RECENT_DELETION_SECONDS`` ago (see the module's docstring)."""
+    os.sync()
+    since = time.time() - CLEANED_MARK.stat().st_mtime if CLEANED_MARK.exists() else float("inf")
+    wait = max(seconds, RECENT_DELETION_SECONDS - since)
+    if wait > seconds:
+        print(f"(waiting {wait:.0f} s: the previous benchmark deleted its files {since:.0f} s ago)\n")
+    time.sleep(wait)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small corpora: a smoke run, not figures")
     parser.add_argument("--runs", type=int, default=3, help="runs per route (the median is shown)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
-        "--settle", type=float, default=40.0, help="seconds to wait before the first run (see above)"
+        "--settle", type=float, default=70.0, help="seconds to wait before the first run (see above)"
     )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -202,11 +220,12 @@ def main() -> None:
             files, large = sizes[1] if arguments.quick else sizes[0]
             upload_dir = Path(temporary) / name.replace(" ", "-")
             size = write_corpus(upload_dir, files=files, large=large)
-            if not corpora:
-                time.sleep(0 if arguments.quick else arguments.settle)
+            if not corpora and not arguments.quick:
+                _settle(arguments.settle)
             routes = measure(upload_dir, Path(temporary) / "scratch", arguments.runs)
             corpora[name] = {"files": size.files, "xml_bytes": size.xml_bytes, "routes": routes}
             print(corpus_table(name, corpora[name]) + "\n", flush=True)
+    CLEANED_MARK.touch()
     verdicts = targets(corpora)
     print("## Targets\n\n" + markdown_table(["target", "measured", "result"], verdicts))
     if arguments.json:
