@@ -130,12 +130,11 @@ class Runner:
         # (a job has parts × tables of them) cost a round trip through the pool's queues each, and
         # the fragments of a 3,000-file job took longer on two processes than here.
         batches = balanced([task.spooled.size for task in tasks], self.processes)
-        fragments: list[Fragment | None] = [None] * len(tasks)
         written = self._pool.map(write_fragments, [[tasks[index] for index in batch] for batch in batches])
+        by_index: dict[int, Fragment] = {}
         for batch, batch_fragments in zip(batches, written, strict=True):
-            for index, fragment in zip(batch, batch_fragments, strict=True):
-                fragments[index] = fragment
-        return [fragment for fragment in fragments if fragment is not None]
+            by_index.update(zip(batch, batch_fragments, strict=True))
+        return [by_index[index] for index in range(len(tasks))]
 
 
 class PartCutter:
