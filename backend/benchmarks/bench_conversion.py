@@ -8,10 +8,12 @@ Two generated corpora (``crossref_corpus``): thousands of 1–15 KB Crossref-sty
 plain, the rest in ZIPs nested up to three deep; and a few large deposits. Every route
 (``conversion_peers``) runs ``--runs`` times per corpus, interleaved, each time in a fresh process
 so its peak resident memory is its own; the table shows the median wall time, MB/s of XML (median
-and best run), the ratios, how much of RET's time went to the scan (extracting the ZIPs to disk),
-and the issue's targets with PASS/FAIL (on medians). A report, not a test: it exits 0 whatever it
-finds. Figures move with the load of a shared machine: run it when ``uptime`` shows a load below 1,
-and compare runs.
+and best run), the ratios, the median CPU time (the route's process while timed, plus the pool's
+workers for RET's pool: a run slowed by waiting for a CPU shows in the wall time, not here), how
+much of RET's time went to the scan (extracting the ZIPs to disk), and the issue's targets with
+PASS/FAIL (on medians). A report, not a test: it exits 0 whatever it finds.
+Figures move with the load of a shared machine: run it when ``uptime`` shows a load below 1, and
+compare runs.
 
 Every run's output stays until the whole benchmark ends. On an ext4 file system without a journal
 (these machines), the kernel will not reuse an inode deleted in the last 60 s, or 5 minutes while
@@ -84,6 +86,7 @@ def child(route: str, upload_dir: Path, scratch: Path) -> None:
     own = _peak_rss_mb()
     manifest = json.loads(result.pop("manifest", "{}"))
     workers = manifest.get("worker_peak_rss_bytes", 0) / 2**20
+    result["cpu_seconds"] += manifest.get("cpu_seconds", {}).get("pool_workers", 0.0)
     print(
         json.dumps(
             {**result, "rss_mb": own, "worker_rss_mb": workers, "phases": manifest.get("phase_seconds")}
@@ -113,6 +116,7 @@ def _summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "seconds": statistics.median(sample["seconds"] for sample in samples),
         "best_seconds": ordered[0]["seconds"],
         "all_seconds": [round(sample["seconds"], 3) for sample in samples],
+        "cpu_seconds": statistics.median(sample["cpu_seconds"] for sample in samples),
         "phases": ordered[len(ordered) // 2]["phases"],  # of the median run (RET routes only)
         "rss_mb": max(sample["rss_mb"] for sample in samples),
         "worker_rss_mb": max(sample["worker_rss_mb"] for sample in samples),
@@ -134,6 +138,7 @@ def corpus_table(name: str, facts: dict[str, Any]) -> str:
                 f"{megabytes / result['best_seconds']:.1f}",
                 f"{floor / seconds:.2f}×",
                 f"{diy / seconds:.2f}×",
+                f"{result['cpu_seconds']:.2f} s",
                 f"{phases['scan']:.2f} s" if phases else "-",
                 f"{max(result['rss_mb'], result['worker_rss_mb']):.0f} MB",
             ]
@@ -146,6 +151,7 @@ def corpus_table(name: str, facts: dict[str, Any]) -> str:
         "best MB/s",
         "vs floor",
         "vs DIY",
+        "CPU",
         "of which scan",
         "peak RSS/process",
     ]

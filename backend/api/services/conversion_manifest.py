@@ -1,7 +1,8 @@
 """``output/manifest.json``: every file seen, every table written, the limits, and the time it took.
 
 Everything in it is deterministic for the same uploads and options except ``started_at``,
-``finished_at``, ``duration_seconds``, ``phase_seconds``, ``processes`` and ``worker_peak_rss_bytes``.
+``finished_at``, ``duration_seconds``, ``phase_seconds``, ``cpu_seconds``, ``processes`` and
+``worker_peak_rss_bytes``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class RunFacts:
     # Seconds until the scan ended (conversion may have started before), then until every file was
     # converted, then writing the tables, workbook and manifest.
     phases: dict[str, float]
+    # CPU seconds of the job's own process (scan, conversion done here, writing) and of the pool's
+    # workers while they converted parts.
+    job_cpu_seconds: float
+    pool_cpu_seconds: float
 
 
 def build_manifest(
@@ -59,6 +64,10 @@ def build_manifest(
         "finished_at": _iso(facts.finished),
         "duration_seconds": round(facts.finished - facts.started, 3),
         "phase_seconds": {phase: round(seconds, 3) for phase, seconds in facts.phases.items()},
+        "cpu_seconds": {
+            "job_process": round(facts.job_cpu_seconds, 3),
+            "pool_workers": round(facts.pool_cpu_seconds, 3),
+        },
         "processes": facts.processes,
         "worker_peak_rss_bytes": facts.worker_peak_rss_bytes,
         "options": facts.options,

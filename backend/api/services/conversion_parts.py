@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import resource
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,10 +75,12 @@ class PartResult:
     outcomes: list[FileOutcome] = field(default_factory=list)
     tables: list[SpooledTable] = field(default_factory=list)
     peak_rss_bytes: int = 0
+    cpu_seconds: float = 0.0  # CPU time of the process that converted the part, while it did
 
 
 def convert_part(task: PartTask, file_done: Callable[[], None] | None = None) -> PartResult:
     """Spool every record of ``task.files``; ``file_done()`` after each file (it may raise to stop)."""
+    cpu_started = time.process_time()
     writer = PartWriter(task.spool_dir, task.part)
     result = PartResult(task.part)
     try:
@@ -94,6 +97,7 @@ def convert_part(task: PartTask, file_done: Callable[[], None] | None = None) ->
         raise
     result.tables = writer.close()
     result.peak_rss_bytes = peak_rss_bytes()
+    result.cpu_seconds = time.process_time() - cpu_started
     return result
 
 

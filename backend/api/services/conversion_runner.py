@@ -57,6 +57,7 @@ class Runner:
         self._finished = 0  # futures done (added to from the pool's result thread, under a lock)
         self._finished_lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
+        self.pool_cpu_seconds = 0.0  # CPU time the pool's workers spent converting parts
         if processes > 1:
             # Start the fork server now, beside the scan, so a pool that is needed later starts in
             # milliseconds (the server itself imports the worker modules, ~0.3 s; it lives on and
@@ -119,6 +120,7 @@ class Runner:
             finished, pending = wait(pending, return_when="FIRST_COMPLETED")
             for future in finished:
                 results.append(future.result())
+                self.pool_cpu_seconds += results[-1].cpu_seconds
                 self._part_done(results[-1])
         return sorted(results, key=lambda result: result.part)
 

@@ -93,6 +93,7 @@ class _Run:
     report: Progress
     staging: Path
     started: float = field(default_factory=time.time)
+    cpu_started: float = field(default_factory=time.process_time)
     files: list[SourceFile] = field(default_factory=list)
     xml_files: list[SourceFile] = field(default_factory=list)  # to convert, numbered in source order
     parts: list[list[PartFile]] = field(default_factory=list)
@@ -180,6 +181,7 @@ def _convert(
         sources = {number: source.source for number, source in enumerate(run.xml_files)}
         summaries = _write_tables(run, runner, plans, sources)
         processes = config.processes if runner.parallel else 1
+        pool_cpu_seconds = runner.pool_cpu_seconds
     workbook = _write_workbook(run, plans, sources) if "xlsx" in run.options.formats else None
     peak = max((result.peak_rss_bytes for result in results), default=0)
     finished = time.time()
@@ -189,7 +191,16 @@ def _convert(
         "write": finished - run.marks["convert"],
     }
     facts = RunFacts(
-        run.session_id, run.options.as_json(), config.limits, run.started, finished, processes, peak, phases
+        run.session_id,
+        run.options.as_json(),
+        config.limits,
+        run.started,
+        finished,
+        processes,
+        peak,
+        phases,
+        job_cpu_seconds=time.process_time() - run.cpu_started,
+        pool_cpu_seconds=pool_cpu_seconds,
     )
     manifest = build_manifest(facts, run.files, summaries, workbook)
     shutil.rmtree(spools)

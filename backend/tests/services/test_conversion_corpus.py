@@ -23,6 +23,7 @@ VARYING = (
     "finished_at",
     "duration_seconds",
     "phase_seconds",
+    "cpu_seconds",
     "processes",
     "worker_peak_rss_bytes",
 )

@@ -100,6 +100,8 @@ def test_the_manifest_lists_tables_limits_and_timing(workspace: Workspace) -> No
     assert manifest["limits"]["MAX_NESTED_ZIP_DEPTH"] == 5
     assert manifest["limits_hit"] == []
     assert manifest["duration_seconds"] >= 0
+    assert manifest["cpu_seconds"]["job_process"] > 0
+    assert manifest["cpu_seconds"]["pool_workers"] == 0  # converted here, no pool started
 
 
 def test_xlsx_is_written_on_request(workspace: Workspace) -> None:
@@ -147,6 +149,7 @@ def test_a_pool_of_processes_writes_the_same_tables(tmp_path: Path) -> None:
     single.convert()
     pooled.convert(processes=2)
     assert single.outputs().keys() == pooled.outputs().keys()
+    assert json.loads(pooled.outputs()["manifest.json"])["cpu_seconds"]["pool_workers"] > 0
     assert {k: v for k, v in single.outputs().items() if k != "manifest.json"} == {
         k: v for k, v in pooled.outputs().items() if k != "manifest.json"
     }
