@@ -20,7 +20,13 @@ from lxml import etree
 
 from api.services.table_spool import PartWriter, SpooledTable
 from api.services.xml_names import NameCache
-from api.services.xml_records import WHOLE_DOCUMENT_BYTES, read_record_range, read_records
+from api.services.xml_records import (
+    WHOLE_DOCUMENT_BYTES,
+    document_records,
+    read_document,
+    read_record_range,
+    read_records,
+)
 from api.services.xml_safety import RefusedDocumentError
 from api.services.xml_selection import Record
 from api.services.xml_window import ByteRange
@@ -120,9 +126,19 @@ def _convert_file(part_file: PartFile, task: PartTask, writer: PartWriter) -> Fi
     partial = task.byte_range is not None and not task.byte_range.last
     records = 0
     try:
-        if part_file.sha256 is None and not partial:
-            sha256 = _sha256(part_file.path)
-        for index, record in _records(part_file, task):
+        if task.byte_range is None and part_file.size <= task.whole_document_bytes:
+            # Read once, then hashed (when the scan did not) and parsed from memory.
+            data = read_document(part_file.path, part_file.size)
+            if part_file.sha256 is None:
+                sha256 = hashlib.sha256(data).hexdigest()
+            indexed: Iterator[tuple[int, Record]] = enumerate(
+                document_records(data, task.record_path, _names), start=1
+            )
+        else:
+            if part_file.sha256 is None and not partial:
+                sha256 = _sha256(part_file.path)
+            indexed = _streamed(part_file, task)
+        for index, record in indexed:
             writer.add(number, index, record)
             records += 1
     except RefusedDocumentError as exc:
@@ -134,8 +150,8 @@ def _convert_file(part_file: PartFile, task: PartTask, writer: PartWriter) -> Fi
     return FileOutcome(number, "converted", records, sha256, None, partial)
 
 
-def _records(part_file: PartFile, task: PartTask) -> Iterator[tuple[int, Record]]:
-    """(record index, record) of the file, or of the task's range of it."""
+def _streamed(part_file: PartFile, task: PartTask) -> Iterator[tuple[int, Record]]:
+    """(record index, record) of a document parsed incrementally, or of the task's range of it."""
     if task.byte_range is not None:
         return read_record_range(part_file.path, task.record_path, _names, task.byte_range)
     records = read_records(

@@ -38,13 +38,27 @@ def read_records(
         etree.XMLSyntaxError: the document is malformed (possibly after some records were yielded,
             when it is parsed incrementally).
     """
+    if size <= whole_document_bytes:
+        return document_records(read_document(path, size), record_path, names)
     with path.open("rb") as handle:
-        # Exactly what is needed: read(4 MiB) would allocate 4 MiB for a 5 KB deposit.
-        head = handle.read(xml_safety.PROLOG_LIMIT if size > whole_document_bytes else size)
-    xml_safety.check_prolog(head, complete=size <= whole_document_bytes)
-    if size > whole_document_bytes:
-        return stream_records(path, record_path, names)
-    return _whole(head, record_path, names)
+        head = handle.read(xml_safety.PROLOG_LIMIT)
+    xml_safety.check_prolog(head, complete=False)
+    return stream_records(path, record_path, names)
+
+
+def read_document(path: Path, size: int) -> bytes:
+    """The ``size`` bytes of a document to be parsed whole."""
+    with path.open("rb") as handle:
+        return handle.read(size)  # exactly that: read(4 MiB) would allocate 4 MiB for a 5 KB deposit
+
+
+def document_records(data: bytes, record_path: tuple[str, ...] | None, names: NameCache) -> Iterator[Record]:
+    """The records of a whole document held in memory (``read_records`` for one already read).
+
+    Raises: as ``read_records``.
+    """
+    xml_safety.check_prolog(data, complete=True)
+    return _whole(data, record_path, names)
 
 
 def read_record_range(

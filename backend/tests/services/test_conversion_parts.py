@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,33 @@ def test_records_are_counted_and_hashes_computed(tmp_path: Path) -> None:
         hashlib.sha256(GOOD).hexdigest(),
     )
     assert result.tables[0].rows == 2
+
+
+def test_a_document_parsed_whole_is_read_once_for_its_hash_and_its_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[Path] = []
+    real_open = Path.open
+
+    def counting_open(path: Path, *args: Any, **kwargs: Any) -> Any:
+        opened.append(path)
+        return real_open(path, *args, **kwargs)
+
+    part_file = _file(tmp_path, 0, GOOD)
+    monkeypatch.setattr(Path, "open", counting_open)
+    result = convert_part(_task(tmp_path, [part_file]))
+    assert result.outcomes[0].sha256 == hashlib.sha256(GOOD).hexdigest()
+    assert opened.count(part_file.path) == 1
+
+
+def test_a_document_parsed_incrementally_is_hashed_too(tmp_path: Path) -> None:
+    result = convert_part(_task(tmp_path, [_file(tmp_path, 0, GOOD)], whole_document_bytes=10))
+    (outcome,) = result.outcomes
+    assert (outcome.status, outcome.records, outcome.sha256) == (
+        "converted",
+        2,
+        hashlib.sha256(GOOD).hexdigest(),
+    )
 
 
 def test_a_known_hash_is_neither_recomputed_nor_sent_back(tmp_path: Path) -> None:
