@@ -4,7 +4,10 @@ A *part* is a contiguous run of the XML files in source order, cut while the sca
 (``PartCutter``), or one range of the records of a large document (``api.services.xml_window``),
 so that a few large files keep every process busy too. Parts wait in this process until their XML
 passes ``pool_min_bytes``; then (with more than one process allowed) a pool starts and converts
-them, and every later part, while the scan carries on extracting the next upload. Each worker
+them, and every later part, while the scan carries on extracting the next upload. The scan keeps a
+core busy, so while it runs no more workers convert at once than there are other cores
+(``scan_workers``): a third process on two cores would only take turns with the other two, and
+every switch cost CPU time (the scan took 25% more of it, the parts up to 30% more). Each worker
 spools its own tables (``convert_part``) and later re-orders its own fragments
 (``write_fragment``), so the only serial steps left are the scan itself and copying fragments end
 to end. A job that stays small never starts a process.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import multiprocessing
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -46,6 +50,7 @@ class Runner:
         pool_min_bytes: int,
         file_done: Callable[[], None],
         part_done: Callable[[PartResult], None],
+        cpus: int | None = None,
     ) -> None:
         self.processes = processes
         self.pool_min_bytes = pool_min_bytes
@@ -54,8 +59,15 @@ class Runner:
         self._waiting: list[PartTask] = []
         self._waiting_bytes = 0
         self._futures: list[Future[PartResult]] = []
-        self._finished = 0  # futures done (added to from the pool's result thread, under a lock)
-        self._finished_lock = threading.Lock()
+        # Parts converting on the pool at most (scan_workers while the scan runs, then all), and the
+        # parts held back meanwhile. The pool's result thread starts a held part when one finishes,
+        # so these are shared with it, under the lock (re-entrant: a future that is done already
+        # runs its callback in the thread that adds it).
+        self._limit = scan_workers(processes, usable_cpus() if cpus is None else cpus)
+        self._held: deque[PartTask] = deque()
+        self._running = 0
+        self._finished = 0  # futures done
+        self._lock = threading.RLock()
         self._pool: ProcessPoolExecutor | None = None
         self.pool_cpu_seconds = 0.0  # CPU time the pool's workers spent converting parts
         if processes > 1:
@@ -72,6 +84,8 @@ class Runner:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         if self._pool is not None:
+            with self._lock:
+                self._held.clear()  # nothing more starts, not even from the result thread
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
@@ -80,8 +94,9 @@ class Runner:
         return self._pool is not None
 
     def starving(self) -> bool:
-        """Whether a worker of the pool has nothing to convert, not even a part waiting for it."""
-        return self._pool is not None and len(self._futures) - self._finished < self.processes
+        """Whether a worker that may convert now has nothing to convert, not even a part waiting."""
+        with self._lock:
+            return self._pool is not None and not self._held and self._running < self._limit
 
     def runs_here(self, more_bytes: int) -> bool:
         """Whether the parts submitted so far plus ``more_bytes`` would be converted in this process."""
@@ -102,18 +117,42 @@ class Runner:
             self._waiting = []
 
     def _submit_to_pool(self, task: PartTask) -> None:
-        assert self._pool is not None
-        future = self._pool.submit(convert_part, task)
-        future.add_done_callback(self._count_finished)
-        self._futures.append(future)
+        with self._lock:
+            if self._running < self._limit:
+                self._start(task)
+            else:
+                self._held.append(task)
 
-    def _count_finished(self, future: Future[PartResult]) -> None:
-        # Runs in the pool's result thread, or here when the future was done already: two writers.
-        with self._finished_lock:
+    def _start(self, task: PartTask) -> None:
+        # Under the lock: results() must not miss a future that the result thread is adding.
+        assert self._pool is not None
+        self._running += 1
+        future = self._pool.submit(convert_part, task)
+        self._futures.append(future)
+        future.add_done_callback(self._part_finished)
+
+    def _part_finished(self, future: Future[PartResult]) -> None:
+        # Runs in the pool's result thread (or here, when the future was done already).
+        with self._lock:
+            self._running -= 1
             self._finished += 1
+            # A part that failed fails the job: starting more would only waste the wait for it.
+            failed = future.cancelled() or future.exception() is not None
+            if self._held and self._running < self._limit and not failed:
+                self._start(self._held.popleft())
+
+    def _release(self) -> None:
+        """The scan is over: every worker may convert, and every held part starts."""
+        with self._lock:
+            self._limit = self.processes
+            while self._held:
+                self._start(self._held.popleft())
 
     def results(self) -> list[PartResult]:
-        """Every part's result (waiting for the pool, or converting here), in part order."""
+        """Every part's result (waiting for the pool, or converting here), in part order. Called
+        once the scan is over."""
+        if self._pool is not None:
+            self._release()
         results = [convert_part(task, self._file_done) for task in self._waiting]  # reports each file
         pending = set(self._futures)
         while pending:
@@ -235,6 +274,20 @@ def balanced(sizes: Sequence[int], count: int) -> list[list[int]]:
         batches[batch].append(index)
         heapq.heappush(heap, (total + sizes[index], batch))
     return [sorted(batch) for batch in batches if batch]
+
+
+def scan_workers(processes: int, cpus: int) -> int:
+    """How many of ``processes`` workers convert at once while the scan runs: one core is the
+    scan's, so no more than the other cores (and at least one)."""
+    return max(1, min(processes, cpus - 1))
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which a container may narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not every platform has affinity masks
+        return os.cpu_count() or 1
 
 
 def _start_pool(processes: int) -> ProcessPoolExecutor:

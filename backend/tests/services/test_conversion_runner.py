@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from api.services.conversion_parts import PartFile, PartResult, PartTask
-from api.services.conversion_runner import PART_BYTES, PartCutter, Runner, balanced
+from api.services.conversion_runner import PART_BYTES, PartCutter, Runner, balanced, scan_workers
 from api.services.table_merge import FragmentTask, plan_tables
 
 
@@ -251,16 +252,25 @@ def test_one_process_keeps_thousands_of_files_in_one_part(tmp_path: Path, spools
 
 
 class FakePool:
-    def __init__(self) -> None:
+    """Records the parts submitted; the test finishes their futures. ``submitted`` is set once
+    ``expected`` parts have been submitted."""
+
+    def __init__(self, expected: int = 0) -> None:
         self.futures: list[Future[PartResult]] = []
+        self.parts: list[int] = []
+        self.expected = expected
+        self.submitted = threading.Event()
 
     def submit(self, function: object, task: PartTask) -> Future[PartResult]:
         self.futures.append(Future())
+        self.parts.append(task.part)
+        if len(self.parts) == self.expected:
+            self.submitted.set()
         return self.futures[-1]
 
 
 def test_a_worker_is_starving_while_fewer_parts_than_processes_are_unfinished(spools: Path) -> None:
-    runner = Runner(2, 0, lambda: None, lambda result: None)
+    runner = Runner(2, 0, lambda: None, lambda result: None, cpus=4)  # the scan has a core of its own
     pool = FakePool()
     runner._pool = pool  # type: ignore[assignment]
     assert runner.starving()
@@ -271,3 +281,45 @@ def test_a_worker_is_starving_while_fewer_parts_than_processes_are_unfinished(sp
     pool.futures[0].set_result(PartResult(0))
     assert runner.starving()
     runner._pool = None
+
+
+def test_while_the_scan_runs_the_workers_use_only_the_cores_it_leaves(spools: Path) -> None:
+    runner = Runner(2, 0, lambda: None, lambda result: None, cpus=2)
+    pool = FakePool(expected=4)
+    runner._pool = pool  # type: ignore[assignment]
+    for part in range(4):
+        runner.submit(PartTask(part, [], None, spools))
+    assert pool.parts == [0]  # one core scans, one converts: the other parts wait here
+    assert not runner.starving()  # the worker that may convert has a part
+    pool.futures[0].set_result(PartResult(0))
+    assert pool.parts == [0, 1]  # as a part finishes, the next one starts
+    with ThreadPoolExecutor(1) as thread:
+        waiting = thread.submit(runner.results)  # the scan is over: every held part starts
+        assert pool.submitted.wait(timeout=10)
+        assert pool.parts == [0, 1, 2, 3]
+        for part in (3, 1, 2):
+            pool.futures[part].set_result(PartResult(part))
+        assert [result.part for result in waiting.result(timeout=10)] == [0, 1, 2, 3]
+    runner._pool = None
+
+
+def test_a_failed_part_starts_no_held_part(spools: Path) -> None:
+    runner = Runner(2, 0, lambda: None, lambda result: None, cpus=2)
+    pool = FakePool()
+    runner._pool = pool  # type: ignore[assignment]
+    for part in range(3):
+        runner.submit(PartTask(part, [], None, spools))
+    pool.futures[0].set_exception(OSError("disk full"))
+    assert pool.parts == [0]  # the job fails at results(): nothing more is worth converting
+    with pytest.raises(OSError, match="disk full"):
+        runner.results()
+    runner._pool = None
+
+
+@pytest.mark.parametrize(
+    ("processes", "cpus", "workers"), [(2, 2, 1), (2, 4, 2), (4, 4, 3), (8, 4, 3), (1, 1, 1), (3, 1, 1)]
+)
+def test_the_scan_keeps_a_core_when_the_workers_would_fill_them_all(
+    processes: int, cpus: int, workers: int
+) -> None:
+    assert scan_workers(processes, cpus) == workers
