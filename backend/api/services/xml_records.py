@@ -7,6 +7,7 @@ record. Either way the document is first checked for a DOCTYPE (``api.services.x
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -47,9 +48,22 @@ def read_records(
 
 
 def read_document(path: Path, size: int) -> bytes:
-    """The ``size`` bytes of a document to be parsed whole."""
-    with path.open("rb") as handle:
-        return handle.read(size)  # exactly that: read(4 MiB) would allocate 4 MiB for a 5 KB deposit
+    """The first ``size`` bytes of a document to be parsed whole (all of it, if it is shorter)."""
+    # Straight from a descriptor: a buffered file object cost twice as much (16 µs a file against
+    # 9 µs), and a job reads thousands of small deposits. Exactly ``size`` is asked for: reading
+    # "everything" would grow a buffer for a 5 KB deposit.
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(descriptor, size)
+        if 0 < len(data) < size:  # a short read (rare for a regular file): on to size or the end
+            chunks, missing = [data], size - len(data)
+            while missing and (chunk := os.read(descriptor, missing)):
+                chunks.append(chunk)
+                missing -= len(chunk)
+            data = b"".join(chunks)
+    finally:
+        os.close(descriptor)
+    return data
 
 
 def document_records(data: bytes, record_path: tuple[str, ...] | None, names: NameCache) -> Iterator[Record]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -42,14 +43,19 @@ def test_a_document_parsed_whole_is_read_once_for_its_hash_and_its_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened: list[Path] = []
-    real_open = Path.open
+    real_open, real_os_open = Path.open, os.open
 
     def counting_open(path: Path, *args: Any, **kwargs: Any) -> Any:
         opened.append(path)
         return real_open(path, *args, **kwargs)
 
+    def counting_os_open(path: Path, *args: Any, **kwargs: Any) -> Any:
+        opened.append(Path(path))
+        return real_os_open(path, *args, **kwargs)
+
     part_file = _file(tmp_path, 0, GOOD)
     monkeypatch.setattr(Path, "open", counting_open)
+    monkeypatch.setattr(os, "open", counting_os_open)  # either way of opening it counts
     result = convert_part(_task(tmp_path, [part_file]))
     assert result.outcomes[0].sha256 == hashlib.sha256(GOOD).hexdigest()
     assert opened.count(part_file.path) == 1

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
+from api.services import xml_records
 from tests.support.xml_rows import records
 
 CROSSREF = """<?xml version="1.0" encoding="UTF-8"?>
@@ -117,3 +119,16 @@ def test_declared_encodings_are_decoded(tmp_path: Path, encoding: str) -> None:
 def test_malformed_xml_raises_a_syntax_error(tmp_path: Path, stream: bool) -> None:
     with pytest.raises(etree.XMLSyntaxError):
         records(tmp_path, "<r><book><t>x</book></r>", stream=stream)
+
+
+def test_a_document_is_read_whole_however_the_reads_come_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "d.xml"
+    path.write_bytes(CROSSREF.encode())
+    real_read = os.read
+    monkeypatch.setattr(xml_records.os, "read", lambda fd, n: real_read(fd, min(n, 7)))  # short reads
+    size = len(CROSSREF.encode())
+    assert xml_records.read_document(path, size) == CROSSREF.encode()
+    assert xml_records.read_document(path, 20) == CROSSREF.encode()[:20]  # never more than asked
+    assert xml_records.read_document(path, size + 100) == CROSSREF.encode()  # a shorter file: all of it
