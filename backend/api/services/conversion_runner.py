@@ -22,6 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
 from pathlib import Path
 from types import TracebackType
@@ -126,8 +127,8 @@ class Runner:
     def _start(self, task: PartTask) -> None:
         # Under the lock: results() must not miss a future that the result thread is adding.
         assert self._pool is not None
+        future = self._pool.submit(convert_part, task)  # raises if the pool broke or shut down
         self._running += 1
-        future = self._pool.submit(convert_part, task)
         self._futures.append(future)
         future.add_done_callback(self._part_finished)
 
@@ -139,7 +140,13 @@ class Runner:
             # A part that failed fails the job: starting more would only waste the wait for it.
             failed = future.cancelled() or future.exception() is not None
             if self._held and self._running < self._limit and not failed:
-                self._start(self._held.popleft())
+                try:
+                    self._start(self._held[0])
+                except (BrokenProcessPool, RuntimeError):
+                    # The pool broke (or is closing): the part stays held, and results() raises
+                    # the error when it starts the held parts, in the job's thread, not here.
+                    return
+                self._held.popleft()
 
     def _release(self) -> None:
         """The scan is over: every worker may convert, and every held part starts."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -260,8 +261,11 @@ class FakePool:
         self.parts: list[int] = []
         self.expected = expected
         self.submitted = threading.Event()
+        self.broken = False
 
     def submit(self, function: object, task: PartTask) -> Future[PartResult]:
+        if self.broken:
+            raise BrokenProcessPool("a worker died")
         self.futures.append(Future())
         self.parts.append(task.part)
         if len(self.parts) == self.expected:
@@ -313,6 +317,22 @@ def test_a_failed_part_starts_no_held_part(spools: Path) -> None:
     assert pool.parts == [0]  # the job fails at results(): nothing more is worth converting
     with pytest.raises(OSError, match="disk full"):
         runner.results()
+    runner._pool = None
+
+
+def test_a_pool_that_broke_is_reported_by_results_not_by_the_result_thread(
+    spools: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = Runner(2, 0, lambda: None, lambda result: None, cpus=2)
+    pool = FakePool()
+    runner._pool = pool  # type: ignore[assignment]
+    for part in range(2):
+        runner.submit(PartTask(part, [], None, spools))
+    pool.broken = True  # another worker died meanwhile
+    pool.futures[0].set_result(PartResult(0))  # the result thread would start part 1 now
+    assert not [record for record in caplog.records if record.name == "concurrent.futures"]
+    with pytest.raises(BrokenProcessPool, match="a worker died"):
+        runner.results()  # part 1 is still held, and starting it tells the job
     runner._pool = None
 
 
