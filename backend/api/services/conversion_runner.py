@@ -67,7 +67,6 @@ class Runner:
         self._limit = scan_workers(processes, usable_cpus() if cpus is None else cpus)
         self._held: deque[PartTask] = deque()
         self._running = 0
-        self._finished = 0  # futures done
         self._lock = threading.RLock()
         self._pool: ProcessPoolExecutor | None = None
         self.pool_cpu_seconds = 0.0  # CPU time the pool's workers spent converting parts
@@ -136,7 +135,6 @@ class Runner:
         # Runs in the pool's result thread (or here, when the future was done already).
         with self._lock:
             self._running -= 1
-            self._finished += 1
             # A part that failed fails the job: starting more would only waste the wait for it.
             failed = future.cancelled() or future.exception() is not None
             if self._held and self._running < self._limit and not failed:

@@ -9,7 +9,6 @@ twice gives the same tables (idempotent, as a job must be).
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 import uuid
@@ -30,7 +29,7 @@ from api.services.conversion_manifest import (
     write_manifest,
 )
 from api.services.conversion_parts import FileOutcome, PartFile, PartResult
-from api.services.conversion_runner import POOL_MIN_BYTES, PartCutter, Runner
+from api.services.conversion_runner import POOL_MIN_BYTES, PartCutter, Runner, usable_cpus
 from api.services.record_path import parse_record_path
 from api.services.storage_service import StorageService
 from api.services.table_merge import (
@@ -82,7 +81,7 @@ class ConversionConfig:
             max_file_bytes=settings.max_per_file_bytes,
             max_ratio=settings.max_compression_ratio,
         )
-        return cls(limits, settings.conversion_processes or os.cpu_count() or 1)
+        return cls(limits, settings.conversion_processes or usable_cpus())
 
 
 @dataclass(slots=True)

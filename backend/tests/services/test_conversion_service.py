@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 
 from api.services.archive_scan import ScanLimits
-from api.services.conversion_service import ConversionLimitError, ConversionOptions
+from api.services.conversion_service import ConversionConfig, ConversionLimitError, ConversionOptions
 from api.services.record_path import InvalidRecordPathError
+from tests.conftest import make_settings
 from tests.support.archives import nested, zip_bytes
 from tests.support.workspace import Workspace
 
@@ -243,3 +245,11 @@ def test_a_limit_breach_fails_clearly_and_removes_what_was_extracted(workspace: 
     assert "nested too deeply" in caught.value.detail
     assert list(workspace.area("extracted").iterdir()) == []
     assert workspace.outputs() == {}
+
+
+def test_the_default_pool_has_one_process_per_usable_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)  # a container's share
+    assert ConversionConfig.from_settings(make_settings(tmp_path)).processes == 3
+    assert ConversionConfig.from_settings(make_settings(tmp_path, conversion_processes=5)).processes == 5
