@@ -30,7 +30,7 @@ from typing import Final
 
 from api.services.conversion_parts import PartFile, PartResult, PartTask, convert_part
 from api.services.table_merge import Fragment, FragmentTask, write_fragments
-from api.services.xml_window import ByteRange, split
+from api.services.xml_window import ByteRange, range_share, split
 
 POOL_MIN_BYTES: Final = 16 * 1024 * 1024  # below this, starting processes costs more than it saves
 PART_BYTES: Final = 1024 * 1024  # small enough to balance two workers, large enough to be cheap
@@ -191,7 +191,9 @@ class PartCutter:
     what has been extracted so far (from ``LAST_PART_BYTES`` on). When the scan ends (``flush``),
     the rest is cut into parts that shrink towards the end (what is left divided by twice the
     number of processes, down to ``LAST_PART_BYTES``), so that the workers finish together. Work
-    that runs in this process (one process, or a job too small for the pool) stays one part.
+    that runs in this process (one process, or a job too small for the pool) stays one part. Large
+    documents are held until they can go whole, one to each process, or must be split
+    (``_submit_large``); nothing after them is submitted before them.
     """
 
     def __init__(
@@ -205,6 +207,7 @@ class PartCutter:
         self.files = 0
         self._pending: deque[PartFile] = deque()  # not yet in a part, in source order
         self._pending_bytes = 0
+        self._large: list[PartFile] = []  # large documents held, in order, before every pending file
         # Documents parsed incrementally are split between the processes when they alone are
         # enough to start the pool (splitting costs extra parsing, paid back only in parallel).
         self._split_bytes = max(whole_bytes, runner.pool_min_bytes) if runner.processes > 1 else float("inf")
@@ -212,23 +215,25 @@ class PartCutter:
     def add(self, part_file: PartFile) -> None:
         self.files += 1
         if part_file.size > self._split_bytes:
-            # A large document: one part per range of its records, one range per process, after
-            # every file before it (parts are numbered in source order).
+            # A large document: held (after every file before it: parts are numbered in source
+            # order) until as many follow it as there are processes, or anything else does.
             self._submit_pending(self._part_bytes)
-            for byte_range in split(part_file.size, self.runner.processes):
-                self._submit([part_file], byte_range)
+            self._large.append(part_file)
+            if len(self._large) == self.runner.processes:
+                self._submit_large()
             return
         self._pending.append(part_file)
         self._pending_bytes += part_file.size
         if self.runner.processes == 1:
             return  # one process: one part, cut by flush (there is no pool to keep busy)
         while self._pending_bytes >= self._part_bytes() or len(self._pending) >= PART_FILES:
-            self._submit(self._take(self._part_bytes()))
+            self._submit_files(self._take(self._part_bytes()))
         if self._pending_bytes >= LAST_PART_BYTES and self.runner.starving():
-            self._submit(self._take(self._pending_bytes))  # a smaller part now beats an idle worker
+            self._submit_files(self._take(self._pending_bytes))  # a smaller part beats an idle worker
 
     def flush(self) -> None:
         """The scan is over: submit everything that waits."""
+        self._submit_large()
         if self.runner.runs_here(self._pending_bytes):
             # No pool to balance: the rest is one part, however many files (fewer spools to merge).
             self._submit_pending(lambda: float("inf"), max_files=None)
@@ -246,7 +251,29 @@ class PartCutter:
 
     def _submit_pending(self, part_bytes: Callable[[], float], max_files: int | None = PART_FILES) -> None:
         while self._pending:
-            self._submit(self._take(part_bytes(), max_files))
+            self._submit_files(self._take(part_bytes(), max_files))
+
+    def _submit_files(self, files: list[PartFile]) -> None:
+        """Submit a part of small files, after the large documents held before them."""
+        self._submit_large()
+        self._submit(files)
+
+    def _submit_large(self) -> None:
+        """Submit the large documents held: one whole to each process when there is one for each
+        and that beats splitting them (none much larger than the rest), otherwise each split into
+        one range of its records per process. A range re-parses what comes before it, so a
+        document split in two costs 1.2 times its conversion: three files on two processes
+        convert as two whole ones and one split, not as three split."""
+        held, self._large = self._large, []
+        processes = self.runner.processes
+        sizes = [part_file.size for part_file in held]
+        whole = len(held) == processes and max(sizes) <= range_share(processes) * sum(sizes)
+        for part_file in held:
+            if whole:
+                self._submit([part_file])
+            else:
+                for byte_range in split(part_file.size, processes):
+                    self._submit([part_file], byte_range)
 
     def _take(self, part_bytes: float, max_files: int | None = PART_FILES) -> list[PartFile]:
         """The next waiting files, up to the first that brings them to ``part_bytes`` (and at most

@@ -57,7 +57,7 @@ def split(size: int, count: int, parse_share: float = PARSE_SHARE) -> list[ByteR
     if count < 1:
         raise ValueError("a document is split into at least one range")
     keep = 1 - parse_share
-    share = 1 / sum(keep**k for k in range(count))
+    share = range_share(count, parse_share)
     bounds = [0]
     fraction = 0.0
     for _ in range(count - 1):
@@ -67,6 +67,13 @@ def split(size: int, count: int, parse_share: float = PARSE_SHARE) -> list[ByteR
         ByteRange(index, count, bounds[index], bounds[index + 1] if index + 1 < count else None)
         for index in range(count)
     ]
+
+
+def range_share(count: int, parse_share: float = PARSE_SHARE) -> float:
+    """The work of each of the ``count`` ranges ``split`` makes, as a fraction of converting the
+    document in one piece (``count`` times it is what splitting the document costs in all)."""
+    keep = 1 - parse_share
+    return 1 / sum(keep**k for k in range(count))
 
 
 class CountingReader:

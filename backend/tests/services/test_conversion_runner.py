@@ -109,6 +109,55 @@ def test_a_large_document_becomes_one_range_part_per_process(tmp_path: Path, spo
     assert [(r.index, r.count) for r in ranges[1:] if r is not None] == [(0, 3), (1, 3), (2, 3)]
 
 
+def _large(number: int, mib: int) -> PartFile:
+    return PartFile(number, f"{number}.xml", Path(f"{number}.xml"), mib << 20, None)
+
+
+def _layout(runner: RecordingRunner) -> list[tuple[int, int | None]]:
+    """(file number, range index or None for the whole file) of each part, as submitted."""
+    return [
+        (task.files[0].number, None if task.byte_range is None else task.byte_range.index)
+        for task in runner.tasks
+    ]
+
+
+def test_as_many_comparable_large_documents_as_processes_go_whole(tmp_path: Path, spools: Path) -> None:
+    runner = RecordingRunner(2, 4 << 20)
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    for number, mib in enumerate((6, 5, 6)):
+        cutter.add(_large(number, mib))
+    assert _layout(runner) == [(0, None), (1, None)]  # one for each process, as soon as both are here
+    cutter.flush()
+    assert _layout(runner) == [(0, None), (1, None), (2, 0), (2, 1)]  # the last one has no partner
+    assert [task.part for task in runner.tasks] == [0, 1, 2, 3]
+
+
+def test_large_documents_of_unequal_size_are_split(tmp_path: Path, spools: Path) -> None:
+    runner = RecordingRunner(2, 4 << 20)
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    cutter.add(_large(0, 20))  # alone, it would keep one process busy long after the other
+    cutter.add(_large(1, 5))
+    assert _layout(runner) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_files_after_a_held_document_come_after_it(tmp_path: Path, spools: Path) -> None:
+    runner = PoolRunner(2)
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    small = [PartFile(n, f"{n}.xml", Path(f"{n}.xml"), 64 * 1024, None) for n in range(1, 13)]
+    cutter.add(_large(0, 5))
+    for part_file in small[:7]:
+        cutter.add(part_file)
+    assert runner.tasks == []  # 448 KiB of small files wait behind the held document
+    cutter.add(small[7])  # 512 KiB: a part is due, so the document goes first, split
+    assert _layout(runner) == [(0, 0), (0, 1), (1, None)]
+    assert runner.tasks[2].files == small[:8]
+    for part_file in small[8:]:
+        cutter.add(part_file)
+    cutter.flush()
+    assert [part_file for task in runner.tasks[3:] for part_file in task.files] == small[8:]
+    assert [task.part for task in runner.tasks] == list(range(len(runner.tasks)))
+
+
 def test_one_process_never_splits_a_document(tmp_path: Path, spools: Path) -> None:
     runner = RecordingRunner(1, 0)
     cutter = PartCutter(runner, None, spools, 1 << 20)

@@ -14,7 +14,7 @@ from api.services.xml_names import NameCache
 from api.services.xml_records import read_record_range, read_records
 from api.services.xml_selection import Record
 from api.services.xml_stream import stream_records
-from api.services.xml_window import ByteRange, CountingReader, Place, split
+from api.services.xml_window import PARSE_SHARE, ByteRange, CountingReader, Place, range_share, split
 
 HEAD = "<head><doi_batch_id>big</doi_batch_id></head>"
 
@@ -250,3 +250,13 @@ def test_crossref_children_of_the_root_stream_as_in_the_whole_document(
     assert len(whole) == records
     assert list(enumerate(stream_records(path, None, NameCache()), start=1)) == whole
     assert _by_ranges(path, split(path.stat().st_size, 3)) == whole
+
+
+def test_range_share_is_the_work_of_each_range_split_makes() -> None:
+    assert range_share(1) == 1.0
+    assert range_share(2) == pytest.approx(0.6)  # parsing is a third: two halves of 1.2 in all
+    size = 1_000_000
+    for count in (2, 3, 5):
+        ends = [(r.start / size, (r.stop or size) / size) for r in split(size, count)]
+        costs = [PARSE_SHARE * end + (1 - PARSE_SHARE) * (end - start) for start, end in ends]
+        assert costs == pytest.approx([range_share(count)] * count, rel=1e-4)
