@@ -193,7 +193,8 @@ class PartCutter:
     number of processes, down to ``LAST_PART_BYTES``), so that the workers finish together. Work
     that runs in this process (one process, or a job too small for the pool) stays one part. Large
     documents are held until they can go whole, one to each process, or must be split
-    (``_submit_large``); nothing after them is submitted before them.
+    (``_submit_large``: when a part of other files is due, an archive starts, or the scan ends);
+    nothing after them is submitted before them.
     """
 
     def __init__(
@@ -230,6 +231,11 @@ class PartCutter:
             self._submit_files(self._take(self._part_bytes()))
         if self._pending_bytes >= LAST_PART_BYTES and self.runner.starving():
             self._submit_files(self._take(self._pending_bytes))  # a smaller part beats an idle worker
+
+    def archive_starts(self) -> None:
+        """The scan is about to extract an archive, which may take a while: a large document held
+        waiting for partners goes now (split), rather than leave its worker idle meanwhile."""
+        self._submit_large()
 
     def flush(self) -> None:
         """The scan is over: submit everything that waits."""

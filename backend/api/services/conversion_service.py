@@ -163,9 +163,11 @@ def _convert(
                     cutter.add(_part_file(len(run.xml_files), source))
                     run.xml_files.append(source)
 
-        run.files = scan(
-            input_dir, extracted, config.limits, lambda message: run.report(1, message), upload_done
-        )
+        def archive_starts(message: str) -> None:
+            cutter.archive_starts()
+            run.report(1, message)
+
+        run.files = scan(input_dir, extracted, config.limits, archive_starts, upload_done)
         cutter.flush()
         run.marks["scan"] = time.time()
         run.parts = cutter.parts

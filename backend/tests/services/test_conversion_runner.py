@@ -140,6 +140,18 @@ def test_large_documents_of_unequal_size_are_split(tmp_path: Path, spools: Path)
     assert _layout(runner) == [(0, 0), (0, 1), (1, 0), (1, 1)]
 
 
+def test_a_held_document_goes_when_an_archive_starts(tmp_path: Path, spools: Path) -> None:
+    runner = RecordingRunner(2, 4 << 20)
+    cutter = PartCutter(runner, None, spools, 1 << 20)
+    cutter.add(_large(0, 6))
+    assert runner.tasks == []  # waiting for a partner
+    cutter.archive_starts()  # extracting may take long: its worker should not wait for that
+    assert _layout(runner) == [(0, 0), (0, 1)]
+    cutter.add(_large(1, 6))  # it has no partner left to wait for either
+    cutter.flush()
+    assert _layout(runner) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
 def test_files_after_a_held_document_come_after_it(tmp_path: Path, spools: Path) -> None:
     runner = PoolRunner(2)
     cutter = PartCutter(runner, None, spools, 1 << 20)

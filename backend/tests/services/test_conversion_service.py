@@ -10,6 +10,7 @@ import pytest
 from openpyxl import load_workbook
 
 from api.services.archive_scan import ScanLimits
+from api.services.conversion_runner import PartCutter
 from api.services.conversion_service import ConversionConfig, ConversionLimitError, ConversionOptions
 from api.services.record_path import InvalidRecordPathError
 from tests.conftest import make_settings
@@ -253,3 +254,12 @@ def test_the_default_pool_has_one_process_per_usable_core(
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)  # a container's share
     assert ConversionConfig.from_settings(make_settings(tmp_path)).processes == 3
     assert ConversionConfig.from_settings(make_settings(tmp_path, conversion_processes=5)).processes == 5
+
+
+def test_the_cutter_hears_of_each_archive_before_it_is_extracted(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    heard: list[int] = []  # how many XML files the cutter had when each archive started
+    monkeypatch.setattr(PartCutter, "archive_starts", lambda cutter: heard.append(cutter.files))
+    workspace.convert()
+    assert heard == [1]  # deposits.zip, after a.xml and before its own b.xml
