@@ -18,7 +18,7 @@ from typing import Final, Literal
 
 from lxml import etree
 
-from api.services.table_spool import PartWriter, SpooledTable
+from api.services.table_spool import ColumnSeed, PartWriter, SpooledTable
 from api.services.xml_names import NameCache
 from api.services.xml_records import (
     WHOLE_DOCUMENT_BYTES,
@@ -54,6 +54,8 @@ class PartTask:
     spool_dir: Path
     whole_document_bytes: int = WHOLE_DOCUMENT_BYTES
     byte_range: ByteRange | None = None  # this part is one range of its only file's records
+    # The columns of the parts converted before it (``table_merge.ColumnSeeds``), set as it starts.
+    seed: ColumnSeed = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,7 @@ class PartResult:
 def convert_part(task: PartTask, file_done: Callable[[], None] | None = None) -> PartResult:
     """Spool every record of ``task.files``; ``file_done()`` after each file (it may raise to stop)."""
     cpu_started = time.process_time()
-    writer = PartWriter(task.spool_dir, task.part)
+    writer = PartWriter(task.spool_dir, task.part, task.seed)
     result = PartResult(task.part)
     try:
         for part_file in task.files:

@@ -23,13 +23,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from multiprocessing import forkserver
 from pathlib import Path
 from types import TracebackType
 from typing import Final
 
 from api.services.conversion_parts import PartFile, PartResult, PartTask, convert_part
-from api.services.table_merge import Fragment, FragmentTask, write_fragments
+from api.services.table_merge import ColumnSeeds, Fragment, FragmentTask, write_fragments
 from api.services.xml_window import ByteRange, range_share, split
 
 POOL_MIN_BYTES: Final = 16 * 1024 * 1024  # below this, starting processes costs more than it saves
@@ -68,6 +69,11 @@ class Runner:
         self._held: deque[PartTask] = deque()
         self._running = 0
         self._lock = threading.RLock()
+        # The columns of the parts finished so far, that each part starts with (``_seeded``), and
+        # the parts that are ranges of a split document: their rows are dropped if another range
+        # of the file fails, so they pass no columns on.
+        self._seeds = ColumnSeeds()
+        self._ranges: set[int] = set()
         self._pool: ProcessPoolExecutor | None = None
         self.pool_cpu_seconds = 0.0  # CPU time the pool's workers spent converting parts
         if processes > 1:
@@ -126,10 +132,23 @@ class Runner:
     def _start(self, task: PartTask) -> None:
         # Under the lock: results() must not miss a future that the result thread is adding.
         assert self._pool is not None
-        future = self._pool.submit(convert_part, task)  # raises if the pool broke or shut down
+        future = self._pool.submit(convert_part, self._seeded(task))  # raises if the pool broke
         self._running += 1
         self._futures.append(future)
         future.add_done_callback(self._part_finished)
+
+    def _seeded(self, task: PartTask) -> PartTask:
+        """``task`` seeded with the columns of the parts before it that have finished (under the
+        lock). When that is every part before it (as while the scan runs, one part at a time),
+        its rows need no re-ordering at the merge unless it brings new columns."""
+        if task.byte_range is not None:
+            self._ranges.add(task.part)
+        seed = self._seeds.seed()
+        return replace(task, seed=seed) if seed else task
+
+    def _finished(self, result: PartResult) -> None:
+        with self._lock:
+            self._seeds.finished(result.part, None if result.part in self._ranges else result.tables)
 
     def _part_finished(self, future: Future[PartResult]) -> None:
         # Runs in the pool's result thread (or here, when the future was done already).
@@ -137,6 +156,8 @@ class Runner:
             self._running -= 1
             # A part that failed fails the job: starting more would only waste the wait for it.
             failed = future.cancelled() or future.exception() is not None
+            if not failed:
+                self._finished(future.result())
             if self._held and self._running < self._limit and not failed:
                 try:
                     self._start(self._held[0])
@@ -158,7 +179,12 @@ class Runner:
         once the scan is over."""
         if self._pool is not None:
             self._release()
-        results = [convert_part(task, self._file_done) for task in self._waiting]  # reports each file
+        results = []
+        for task in self._waiting:
+            with self._lock:
+                task = self._seeded(task)
+            results.append(convert_part(task, self._file_done))  # reports each file
+            self._finished(results[-1])
         pending = set(self._futures)
         while pending:
             finished, pending = wait(pending, return_when="FIRST_COMPLETED")

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Final
 
 from api.services import filenames
-from api.services.table_spool import SpooledTable, csv_cell
+from api.services.table_spool import ColumnSeed, SpooledTable, csv_cell
 
 FIXED_COLUMNS: Final = ("source_file", "record_index", "record_type")
 PREVIEW_STRIDE: Final = 1000  # a byte offset is kept for every this many rows (paged previews)
 FORMULA_STARTS: Final = (b"=", b"+", b"-", b"@")
 COPY_BUFFER: Final = 1024 * 1024
 LINE_END: Final = b"\r\n"
+SEED_MAX_COLUMNS: Final = 5000
 
 
 @dataclass(slots=True)
@@ -68,22 +69,82 @@ class FragmentTask:
 
 def plan_tables(parts: Iterable[Sequence[SpooledTable]]) -> list[TablePlan]:
     """One plan per record type (sorted by name), merging the parts in the order given."""
+    plans, taken = [], set[str]()
+    for record_type, spooled_parts in sorted(_by_type(parts).items()):
+        context, record = _columns(spooled_parts)
+        file_name = filenames.deduplicated(_table_file_name(record_type), taken)
+        taken.add(file_name)
+        plans.append(TablePlan(record_type, file_name, [*context, *record], spooled_parts))
+    return plans
+
+
+class ColumnSeeds:
+    """The columns of the parts finished so far (numbered from 0), ordered as ``plan_tables``
+    orders them: ``seed()`` is what the next part starts with (``table_spool.ColumnSeed``).
+
+    Parts are merged in part order, as the plan merges them: one that finishes before an earlier
+    one waits for it. Merging is incremental, so a job of thousands of parts does not merge every
+    earlier part again for each new one.
+    """
+
+    def __init__(self, max_columns: int = SEED_MAX_COLUMNS) -> None:
+        self.max_columns = max_columns  # a seed travels to a pool worker with every part
+        self.merged = 0  # parts 0 .. merged - 1 are in the seed
+        self._early: dict[int, Sequence[SpooledTable] | None] = {}  # finished, not yet merged
+        self._context: dict[str, dict[str, None]] = {}  # record type -> context columns, in order
+        self._record: dict[str, dict[str, None]] = {}  # record type -> the other columns, in order
+
+    def finished(self, part: int, tables: Sequence[SpooledTable] | None) -> None:
+        """Part ``part`` finished with ``tables`` (None: it passes no columns on)."""
+        self._early[part] = tables
+        while self.merged in self._early:
+            merged = self._early.pop(self.merged)
+            if merged is not None:
+                self._add(merged)
+            self.merged += 1
+
+    def _add(self, tables: Sequence[SpooledTable]) -> None:
+        for spooled in tables:
+            if not spooled.rows:
+                continue  # as in plan_tables: a table without rows adds no columns
+            context = self._context.setdefault(spooled.record_type, {})
+            record = self._record.setdefault(spooled.record_type, {})
+            for name in spooled.context_columns:
+                if name not in context:
+                    context[name] = None
+                    record.pop(name, None)  # context in any part: a context column
+            for name in spooled.columns:
+                if name not in context and name not in record:
+                    record[name] = None
+
+    def seed(self) -> ColumnSeed:
+        """Each record type's columns (context first), types in name order until ``max_columns``."""
+        seed: ColumnSeed = {}
+        total = 0
+        for record_type in sorted(self._context):
+            context, record = list(self._context[record_type]), list(self._record[record_type])
+            total += len(context) + len(record)
+            if total > self.max_columns:
+                break
+            seed[record_type] = ([*context, *record], context)
+        return seed
+
+
+def _by_type(parts: Iterable[Sequence[SpooledTable]]) -> dict[str, list[SpooledTable]]:
+    """The tables that hold rows, by record type, in the order given."""
     by_type: dict[str, list[SpooledTable]] = {}
     for tables in parts:
         for spooled in tables:
             if spooled.rows:
                 by_type.setdefault(spooled.record_type, []).append(spooled)
-    plans, taken = [], set[str]()
-    for record_type in sorted(by_type):
-        spooled_parts = by_type[record_type]
-        context = _first_appearance(name for part in spooled_parts for name in part.context_columns)
-        record = _first_appearance(
-            name for part in spooled_parts for name in part.columns if name not in context
-        )
-        file_name = filenames.deduplicated(_table_file_name(record_type), taken)
-        taken.add(file_name)
-        plans.append(TablePlan(record_type, file_name, [*context, *record], spooled_parts))
-    return plans
+    return by_type
+
+
+def _columns(spooled_parts: list[SpooledTable]) -> tuple[list[str], list[str]]:
+    """A table's context columns and record columns, each in order of first appearance."""
+    context = _first_appearance(name for part in spooled_parts for name in part.context_columns)
+    record = _first_appearance(name for part in spooled_parts for name in part.columns if name not in context)
+    return context, record
 
 
 def write_fragment(task: FragmentTask) -> Fragment:

@@ -2,8 +2,10 @@
 
 One ``PartWriter`` holds the tables of one *part*: the rows of a contiguous run of input files,
 written by one worker. A spool line is ``file_no TAB record_index TAB cell TAB cell ... LF`` in
-UTF-8, where cell *i* is the value of the part's *i*-th column (in order of first appearance) already
-quoted for CSV, and a line stops at its last known column. Values are whitespace-collapsed, so they
+UTF-8, where cell *i* is the value of the part's *i*-th column already quoted for CSV, and a line
+stops at its last known column. The columns are in order of first appearance, after those the part
+was seeded with (``ColumnSeed``: the columns of the parts before it, in their final order, so that
+its rows rarely need re-ordering when the tables are merged). Values are whitespace-collapsed, so they
 never hold a tab or a line break; that is what lets a spool line be split without a CSV parser.
 
 A file that fails half-way through an incremental parse is rolled back (``discard_file``): its lines
@@ -21,6 +23,8 @@ from typing import BinaryIO, Final
 from api.services.xml_selection import Record
 
 MAX_OPEN_SPOOLS: Final = 32  # a generic document can have thousands of record types
+# Record type -> the columns a part's table starts with, in order, and which of them are context.
+ColumnSeed = dict[str, tuple[list[str], list[str]]]
 # Lines are built by looking every known column up in the record (C-level) unless the table has
 # this many times more columns than the record has values.
 SPARSE_FACTOR: Final = 8
@@ -62,13 +66,16 @@ class _Mark:
 
 
 class TableSpool:
-    def __init__(self, record_type: str, path: Path, part: int) -> None:
+    def __init__(
+        self, record_type: str, path: Path, part: int, seed: tuple[list[str], list[str]] | None = None
+    ) -> None:
         self.record_type = record_type
         self.path = path
         self.part = part
-        self.columns: dict[str, int] = {}
-        self.names: list[str] = []  # the columns in order, for the C-level lookups below
-        self.context_columns: list[str] = []
+        columns, context_columns = seed or ([], [])
+        self.names: list[str] = list(columns)  # the columns in order, for the C-level lookups below
+        self.columns: dict[str, int] = {name: index for index, name in enumerate(self.names)}
+        self.context_columns: list[str] = list(context_columns)
         self.rows = 0
         self.size = 0
         self.handle: BinaryIO | None = None
@@ -127,11 +134,13 @@ class TableSpool:
 
 
 class PartWriter:
-    """The spools of one part, in ``directory`` (file names ``part{n}-{table}.tsv``)."""
+    """The spools of one part, in ``directory`` (file names ``part{n}-{table}.tsv``), each table
+    starting with the columns ``seed`` gives for its record type."""
 
-    def __init__(self, directory: Path, part: int) -> None:
+    def __init__(self, directory: Path, part: int, seed: ColumnSeed | None = None) -> None:
         self.directory = directory
         self.part = part
+        self.seed = seed or {}
         self.spools: dict[str, TableSpool] = {}
         self._open: OrderedDict[str, TableSpool] = OrderedDict()
         self._marks: dict[str, _Mark] = {}
@@ -143,7 +152,8 @@ class PartWriter:
         spool = self.spools.get(record.record_type)
         if spool is None:
             path = self.directory / f"part{self.part:05d}-{len(self.spools):05d}.tsv"
-            spool = self.spools[record.record_type] = TableSpool(record.record_type, path, self.part)
+            spool = TableSpool(record.record_type, path, self.part, self.seed.get(record.record_type))
+            self.spools[record.record_type] = spool
         if record.record_type not in self._marks:
             self._marks[record.record_type] = spool.mark()
         self._handle(spool).write(spool.line(file_no, record_index, record))

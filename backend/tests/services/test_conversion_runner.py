@@ -12,6 +12,8 @@ import pytest
 from api.services.conversion_parts import PartFile, PartResult, PartTask
 from api.services.conversion_runner import PART_BYTES, PartCutter, Runner, balanced, scan_workers
 from api.services.table_merge import FragmentTask, plan_tables
+from api.services.table_spool import SpooledTable
+from api.services.xml_window import ByteRange
 
 
 def _files(tmp_path: Path, count: int) -> list[PartFile]:
@@ -320,6 +322,7 @@ class FakePool:
     def __init__(self, expected: int = 0) -> None:
         self.futures: list[Future[PartResult]] = []
         self.parts: list[int] = []
+        self.tasks: list[PartTask] = []
         self.expected = expected
         self.submitted = threading.Event()
         self.broken = False
@@ -329,6 +332,7 @@ class FakePool:
             raise BrokenProcessPool("a worker died")
         self.futures.append(Future())
         self.parts.append(task.part)
+        self.tasks.append(task)
         if len(self.parts) == self.expected:
             self.submitted.set()
         return self.futures[-1]
@@ -404,3 +408,55 @@ def test_the_scan_keeps_a_core_when_the_workers_would_fill_them_all(
     processes: int, cpus: int, workers: int
 ) -> None:
     assert scan_workers(processes, cpus) == workers
+
+
+def _table(part: int, columns: list[str]) -> SpooledTable:
+    return SpooledTable("book", Path(f"{part}.tsv"), part, 1, columns, [])
+
+
+def test_each_part_starts_with_the_columns_of_the_parts_finished_before_it(spools: Path) -> None:
+    runner = Runner(2, 0, lambda: None, lambda result: None, cpus=2)
+    pool = FakePool()
+    runner._pool = pool  # type: ignore[assignment]
+    for part in range(3):
+        runner.submit(PartTask(part, [], None, spools))
+    pool.futures[0].set_result(PartResult(0, tables=[_table(0, ["b", "a"])]))
+    pool.futures[1].set_result(PartResult(1, tables=[_table(1, ["c", "a"])]))
+    assert [task.seed for task in pool.tasks] == [
+        {},
+        {"book": (["b", "a"], [])},
+        {"book": (["b", "a", "c"], [])},
+    ]
+    pool.futures[2].set_result(PartResult(2))
+    runner.results()
+    runner._pool = None
+
+
+def test_ranges_of_a_split_document_pass_no_columns_on(spools: Path) -> None:
+    runner = Runner(2, 0, lambda: None, lambda result: None, cpus=2)
+    pool = FakePool()
+    runner._pool = pool  # type: ignore[assignment]
+    runner.submit(PartTask(0, [], None, spools, byte_range=ByteRange(0, 2, 0, 100)))
+    runner.submit(PartTask(1, [], None, spools))
+    pool.futures[0].set_result(PartResult(0, tables=[_table(0, ["a"])]))
+    assert pool.tasks[1].seed == {}  # the range's rows may yet be dropped
+    pool.futures[1].set_result(PartResult(1))
+    runner.results()
+    runner._pool = None
+
+
+def test_parts_converted_here_are_seeded_too(tmp_path: Path, spools: Path) -> None:
+    files = []
+    for n, body in enumerate(["<b>1</b><a>2</a>", "<a>3</a><c>4</c>", "<c>5</c><b>6</b>"]):
+        path = tmp_path / f"{n}.xml"
+        path.write_bytes(f"<r><book>{body}</book></r>".encode())
+        files.append(PartFile(n, path.name, path, path.stat().st_size, None))
+    with Runner(2, 1 << 40, lambda: None, lambda result: None) as runner:
+        for n, part_file in enumerate(files):
+            runner.submit(PartTask(n, [part_file], None, spools))
+        results = runner.results()
+    assert [result.tables[0].columns for result in results] == [["b", "a"], ["b", "a", "c"], ["b", "a", "c"]]
+    (plan,) = plan_tables(result.tables for result in results)
+    assert all(
+        result.tables[0].columns == plan.columns[: len(result.tables[0].columns)] for result in results
+    )

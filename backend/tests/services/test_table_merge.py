@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from random import Random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from api.services import table_merge
 from api.services.table_merge import (
+    ColumnSeeds,
     FragmentTask,
     TablePlan,
     plan_tables,
@@ -150,3 +154,83 @@ def test_a_plan_counts_rows_of_all_parts(tmp_path: Path) -> None:
     parts = [_part(tmp_path, n, [(n, "book", {}, {"a": "1"})] * 3) for n in range(2)]
     plans: list[TablePlan] = plan_tables(parts)
     assert plans[0].rows == 6
+
+
+def _spooled(
+    part: int, record_type: str, columns: list[str], context: list[str], rows: int = 1
+) -> SpooledTable:
+    return SpooledTable(record_type, Path(f"{part}-{record_type}.tsv"), part, rows, columns, context)
+
+
+_NAMES = st.sampled_from(["a", "b", "c", "d", "head.x", "head.y"])
+_TABLES = st.lists(
+    st.tuples(
+        st.sampled_from(["book", "journal"]),
+        st.lists(_NAMES, unique=True),
+        st.lists(st.sampled_from(["head.x", "head.y", "a"]), unique=True),
+        st.integers(0, 2),
+    ),
+    max_size=2,
+    unique_by=lambda table: table[0],
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_TABLES, max_size=6), st.randoms(use_true_random=False))
+def test_seeds_order_the_columns_as_the_plan_does(
+    parts: list[list[tuple[str, list[str], list[str], int]]], random: Random
+) -> None:
+    tables = [
+        [
+            _spooled(part, kind, [*context, *[n for n in columns if n not in context]], context, rows)
+            for kind, columns, context, rows in part_tables
+        ]
+        for part, part_tables in enumerate(parts)
+    ]
+    seeds = ColumnSeeds()
+    order = list(range(len(tables)))
+    random.shuffle(order)
+    for part in order:  # parts finish in any order; they are merged in part order
+        seeds.finished(part, tables[part])
+    assert seeds.merged == len(tables)
+    expected = {plan.record_type: plan.columns for plan in plan_tables(tables)}
+    assert {kind: columns for kind, (columns, _) in seeds.seed().items()} == expected
+    assert all(columns[: len(context)] == context for columns, context in seeds.seed().values())
+
+
+def test_a_part_finished_early_waits_for_the_parts_before_it() -> None:
+    seeds = ColumnSeeds()
+    seeds.finished(1, [_spooled(1, "book", ["b"], [])])
+    assert (seeds.seed(), seeds.merged) == ({}, 0)
+    seeds.finished(0, [_spooled(0, "book", ["a"], [])])
+    assert (seeds.seed(), seeds.merged) == ({"book": (["a", "b"], [])}, 2)
+
+
+def test_a_part_that_passes_nothing_on_still_lets_later_parts_merge() -> None:
+    seeds = ColumnSeeds()
+    seeds.finished(1, [_spooled(1, "book", ["b"], [])])
+    seeds.finished(0, None)
+    assert seeds.seed() == {"book": (["b"], [])}
+
+
+def test_seeds_are_bounded_by_record_type(tmp_path: Path) -> None:
+    seeds = ColumnSeeds(max_columns=3)
+    seeds.finished(0, [_spooled(0, "a", ["x", "y"], []), _spooled(0, "b", ["z", "w"], [])])
+    assert seeds.seed() == {"a": (["x", "y"], [])}
+
+
+def test_a_part_seeded_with_the_parts_before_it_needs_no_reordering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [(0, "book", {"head.id": "1"}, {"b": "x", "a": "y"}), (0, "book", {"head.id": "1"}, {"c": "z"})]
+    first = _part(tmp_path, 0, rows)
+    seeds = ColumnSeeds()
+    seeds.finished(0, first)
+    writer = PartWriter(tmp_path, 1, seeds.seed())
+    writer.add(1, 1, Record("book", {"head.id": "2"}, {"c": "w", "a": "v"}))  # another order
+    second = writer.close()
+    (plan,) = plan_tables([first, second])
+    assert second[0].columns == plan.columns  # in the final order already
+    monkeypatch.setattr(table_merge, "_reordered_line", None)  # the re-ordering path is not taken
+    fragment = write_fragment(FragmentTask(second[0], "book", plan.columns, SOURCES, False, tmp_path / "f"))
+    assert fragment.path.read_bytes() == b'"b, with comma.xml",1,book,2,,v,w\r\n'

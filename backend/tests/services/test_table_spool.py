@@ -77,3 +77,23 @@ def test_many_record_types_do_not_exhaust_file_handles(tmp_path: Path) -> None:
     assert all(
         table.path.read_bytes() == f"0\t1\t{n}\n1\t1\t{n}\n".encode() for n, table in enumerate(tables)
     )
+
+
+def test_a_seeded_table_starts_with_the_seed_columns(tmp_path: Path) -> None:
+    seed = {"book": (["head.id", "b", "a"], ["head.id"])}
+    writer = PartWriter(tmp_path, 1, seed)
+    writer.add(0, 1, _record({"a": "1", "c": "2"}))  # b unused here, c new
+    writer.add(0, 1, _record({"x": "3"}, record_type="journal"))  # not seeded
+    book, journal = writer.close()
+    assert book.path.read_bytes() == b"0\t1\t\t\t1\t2\n"
+    assert (book.columns, book.context_columns) == (["head.id", "b", "a", "c"], ["head.id"])
+    assert journal.columns == ["x"]
+
+
+def test_a_discarded_file_keeps_the_seed_columns(tmp_path: Path) -> None:
+    writer = PartWriter(tmp_path, 1, {"book": (["a"], [])})
+    writer.begin_file()
+    writer.add(0, 1, _record({"b": "1"}))
+    writer.discard_file()
+    (book,) = writer.close()
+    assert (book.columns, book.rows, book.size) == (["a"], 0, 0)
