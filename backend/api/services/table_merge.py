@@ -93,6 +93,7 @@ class ColumnSeeds:
         self._early: dict[int, Sequence[SpooledTable] | None] = {}  # finished, not yet merged
         self._context: dict[str, dict[str, None]] = {}  # record type -> context columns, in order
         self._record: dict[str, dict[str, None]] = {}  # record type -> the other columns, in order
+        self._seed: ColumnSeed | None = None  # seed() until a column is added
 
     def finished(self, part: int, tables: Sequence[SpooledTable] | None) -> None:
         """Part ``part`` finished with ``tables`` (None: it passes no columns on)."""
@@ -113,12 +114,17 @@ class ColumnSeeds:
                 if name not in context:
                     context[name] = None
                     record.pop(name, None)  # context in any part: a context column
+                    self._seed = None
             for name in spooled.columns:
                 if name not in context and name not in record:
                     record[name] = None
+                    self._seed = None
 
     def seed(self) -> ColumnSeed:
-        """Each record type's columns (context first), types in name order until ``max_columns``."""
+        """Each record type's columns (context first), types in name order until ``max_columns``
+        (the same object until a part adds a column: every part that starts asks for it)."""
+        if self._seed is not None:
+            return self._seed
         seed: ColumnSeed = {}
         total = 0
         for record_type in sorted(self._context):
@@ -127,6 +133,7 @@ class ColumnSeeds:
             if total > self.max_columns:
                 break
             seed[record_type] = ([*context, *record], context)
+        self._seed = seed
         return seed
 
 

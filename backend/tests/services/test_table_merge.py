@@ -213,6 +213,16 @@ def test_a_part_that_passes_nothing_on_still_lets_later_parts_merge() -> None:
     assert seeds.seed() == {"book": (["b"], [])}
 
 
+def test_a_seed_is_rebuilt_only_when_a_part_adds_columns() -> None:
+    seeds = ColumnSeeds()
+    seeds.finished(0, [_spooled(0, "book", ["a"], [])])
+    first = seeds.seed()
+    seeds.finished(1, [_spooled(1, "book", ["a"], [])])
+    assert seeds.seed() is first
+    seeds.finished(2, [_spooled(2, "book", ["a", "b"], [])])
+    assert seeds.seed() == {"book": (["a", "b"], [])}
+
+
 def test_seeds_are_bounded_by_record_type(tmp_path: Path) -> None:
     seeds = ColumnSeeds(max_columns=3)
     seeds.finished(0, [_spooled(0, "a", ["x", "y"], []), _spooled(0, "b", ["z", "w"], [])])
