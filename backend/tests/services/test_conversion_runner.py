@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -338,67 +340,67 @@ class FakePool:
         return self.futures[-1]
 
 
-def test_a_worker_is_starving_while_fewer_parts_than_processes_are_unfinished(spools: Path) -> None:
-    runner = Runner(2, 0, lambda: None, lambda result: None, cpus=4)  # the scan has a core of its own
-    pool = FakePool()
+@contextmanager
+def _on_fake_pool(cpus: int = 2, expected: int = 0) -> Iterator[tuple[Runner, FakePool]]:
+    """A runner of two processes whose pool is a ``FakePool`` (taken away again at the end)."""
+    runner = Runner(2, 0, lambda: None, lambda result: None, cpus=cpus)
+    pool = FakePool(expected)
     runner._pool = pool  # type: ignore[assignment]
-    assert runner.starving()
-    runner.submit(PartTask(0, [], None, spools))
-    assert runner.starving()
-    runner.submit(PartTask(1, [], None, spools))
-    assert not runner.starving()  # both workers have a part
-    pool.futures[0].set_result(PartResult(0))
-    assert runner.starving()
-    runner._pool = None
+    try:
+        yield runner, pool
+    finally:
+        runner._pool = None
+
+
+def test_a_worker_is_starving_while_fewer_parts_than_processes_are_unfinished(spools: Path) -> None:
+    with _on_fake_pool(cpus=4) as (runner, pool):  # the scan has a core of its own
+        assert runner.starving()
+        runner.submit(PartTask(0, [], None, spools))
+        assert runner.starving()
+        runner.submit(PartTask(1, [], None, spools))
+        assert not runner.starving()  # both workers have a part
+        pool.futures[0].set_result(PartResult(0))
+        assert runner.starving()
 
 
 def test_while_the_scan_runs_the_workers_use_only_the_cores_it_leaves(spools: Path) -> None:
-    runner = Runner(2, 0, lambda: None, lambda result: None, cpus=2)
-    pool = FakePool(expected=4)
-    runner._pool = pool  # type: ignore[assignment]
-    for part in range(4):
-        runner.submit(PartTask(part, [], None, spools))
-    assert pool.parts == [0]  # one core scans, one converts: the other parts wait here
-    assert not runner.starving()  # the worker that may convert has a part
-    pool.futures[0].set_result(PartResult(0))
-    assert pool.parts == [0, 1]  # as a part finishes, the next one starts
-    with ThreadPoolExecutor(1) as thread:
-        waiting = thread.submit(runner.results)  # the scan is over: every held part starts
-        assert pool.submitted.wait(timeout=10)
-        assert pool.parts == [0, 1, 2, 3]
-        for part in (3, 1, 2):
-            pool.futures[part].set_result(PartResult(part))
-        assert [result.part for result in waiting.result(timeout=10)] == [0, 1, 2, 3]
-    runner._pool = None
+    with _on_fake_pool(expected=4) as (runner, pool):
+        for part in range(4):
+            runner.submit(PartTask(part, [], None, spools))
+        assert pool.parts == [0]  # one core scans, one converts: the other parts wait here
+        assert not runner.starving()  # the worker that may convert has a part
+        pool.futures[0].set_result(PartResult(0))
+        assert pool.parts == [0, 1]  # as a part finishes, the next one starts
+        with ThreadPoolExecutor(1) as thread:
+            waiting = thread.submit(runner.results)  # the scan is over: every held part starts
+            assert pool.submitted.wait(timeout=10)
+            assert pool.parts == [0, 1, 2, 3]
+            for part in (3, 1, 2):
+                pool.futures[part].set_result(PartResult(part))
+            assert [result.part for result in waiting.result(timeout=10)] == [0, 1, 2, 3]
 
 
 def test_a_failed_part_starts_no_held_part(spools: Path) -> None:
-    runner = Runner(2, 0, lambda: None, lambda result: None, cpus=2)
-    pool = FakePool()
-    runner._pool = pool  # type: ignore[assignment]
-    for part in range(3):
-        runner.submit(PartTask(part, [], None, spools))
-    pool.futures[0].set_exception(OSError("disk full"))
-    assert pool.parts == [0]  # the job fails at results(): nothing more is worth converting
-    with pytest.raises(OSError, match="disk full"):
-        runner.results()
-    runner._pool = None
+    with _on_fake_pool() as (runner, pool):
+        for part in range(3):
+            runner.submit(PartTask(part, [], None, spools))
+        pool.futures[0].set_exception(OSError("disk full"))
+        assert pool.parts == [0]  # the job fails at results(): nothing more is worth converting
+        with pytest.raises(OSError, match="disk full"):
+            runner.results()
 
 
 def test_a_pool_that_broke_is_reported_by_results_not_by_the_result_thread(
     spools: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = Runner(2, 0, lambda: None, lambda result: None, cpus=2)
-    pool = FakePool()
-    runner._pool = pool  # type: ignore[assignment]
-    for part in range(2):
-        runner.submit(PartTask(part, [], None, spools))
-    pool.broken = True  # another worker died meanwhile
-    pool.futures[0].set_result(PartResult(0))  # the result thread would start part 1 now
-    assert not [record for record in caplog.records if record.name == "concurrent.futures"]
-    with pytest.raises(BrokenProcessPool, match="a worker died"):
-        runner.results()  # part 1 is still held, and starting it tells the job
-    runner._pool = None
+    with _on_fake_pool() as (runner, pool):
+        for part in range(2):
+            runner.submit(PartTask(part, [], None, spools))
+        pool.broken = True  # another worker died meanwhile
+        pool.futures[0].set_result(PartResult(0))  # the result thread would start part 1 now
+        assert not [record for record in caplog.records if record.name == "concurrent.futures"]
+        with pytest.raises(BrokenProcessPool, match="a worker died"):
+            runner.results()  # part 1 is still held, and starting it tells the job
 
 
 @pytest.mark.parametrize(
@@ -415,34 +417,28 @@ def _table(part: int, columns: list[str]) -> SpooledTable:
 
 
 def test_each_part_starts_with_the_columns_of_the_parts_finished_before_it(spools: Path) -> None:
-    runner = Runner(2, 0, lambda: None, lambda result: None, cpus=2)
-    pool = FakePool()
-    runner._pool = pool  # type: ignore[assignment]
-    for part in range(3):
-        runner.submit(PartTask(part, [], None, spools))
-    pool.futures[0].set_result(PartResult(0, tables=[_table(0, ["b", "a"])]))
-    pool.futures[1].set_result(PartResult(1, tables=[_table(1, ["c", "a"])]))
-    assert [task.seed for task in pool.tasks] == [
-        {},
-        {"book": (["b", "a"], [])},
-        {"book": (["b", "a", "c"], [])},
-    ]
-    pool.futures[2].set_result(PartResult(2))
-    runner.results()
-    runner._pool = None
+    with _on_fake_pool() as (runner, pool):
+        for part in range(3):
+            runner.submit(PartTask(part, [], None, spools))
+        pool.futures[0].set_result(PartResult(0, tables=[_table(0, ["b", "a"])]))
+        pool.futures[1].set_result(PartResult(1, tables=[_table(1, ["c", "a"])]))
+        assert [task.seed for task in pool.tasks] == [
+            {},
+            {"book": (["b", "a"], [])},
+            {"book": (["b", "a", "c"], [])},
+        ]
+        pool.futures[2].set_result(PartResult(2))
+        runner.results()
 
 
 def test_ranges_of_a_split_document_pass_no_columns_on(spools: Path) -> None:
-    runner = Runner(2, 0, lambda: None, lambda result: None, cpus=2)
-    pool = FakePool()
-    runner._pool = pool  # type: ignore[assignment]
-    runner.submit(PartTask(0, [], None, spools, byte_range=ByteRange(0, 2, 0, 100)))
-    runner.submit(PartTask(1, [], None, spools))
-    pool.futures[0].set_result(PartResult(0, tables=[_table(0, ["a"])]))
-    assert pool.tasks[1].seed == {}  # the range's rows may yet be dropped
-    pool.futures[1].set_result(PartResult(1))
-    runner.results()
-    runner._pool = None
+    with _on_fake_pool() as (runner, pool):
+        runner.submit(PartTask(0, [], None, spools, byte_range=ByteRange(0, 2, 0, 100)))
+        runner.submit(PartTask(1, [], None, spools))
+        pool.futures[0].set_result(PartResult(0, tables=[_table(0, ["a"])]))
+        assert pool.tasks[1].seed == {}  # the range's rows may yet be dropped
+        pool.futures[1].set_result(PartResult(1))
+        runner.results()
 
 
 def test_parts_converted_here_are_seeded_too(tmp_path: Path, spools: Path) -> None:
